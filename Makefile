@@ -1,0 +1,54 @@
+# Thin wrappers over `python -m <package>`. Every target depends on the venv, so a fresh clone
+# needs no separate setup step. DATA= moves the generated-data root (default: data/).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+DATA ?= data
+PROFILE ?= synthetic
+DATASET ?= synthetic
+export HUMR_DATA := $(abspath $(DATA))
+
+.PHONY: setup test lint demo data body-models precompute train eval eval-emdb eval-3dpw bench clean
+
+setup: $(VENV)/.installed
+
+# A torch that is already in the venv (e.g. a CUDA build installed by a GPU user) is kept:
+# setup.cfg asks for a range that it satisfies, so pip never replaces it.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m flake8 body stores preprocess train eval benchmarks tests
+
+body-models: setup
+	$(PY) -m body synthesize --out $(DATA)/raw/body_models/synthetic
+
+bench: setup
+	$(PY) -m benchmarks --out $(DATA)/reports/bench
+
+demo: setup
+	@echo "make demo: the end-to-end synthetic chain (data, precompute, train, eval) is not built yet (issue 6)."; exit 2
+
+data: setup
+	@echo "make data DATASET=$(DATASET): the synthetic world generator is not built yet (issue 3)."; exit 2
+
+precompute: setup
+	@echo "make precompute DATASET=$(DATASET): stage one is not built yet (issue 4)."; exit 2
+
+train: setup
+	@echo "make train PROFILE=$(PROFILE): stage two is not built yet (issue 5)."; exit 2
+
+eval eval-emdb eval-3dpw: setup
+	@echo "make $@: evaluation is not built yet (issue 6)."; exit 2
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

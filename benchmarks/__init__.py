@@ -1,0 +1,1 @@
+"""`make bench`: named performance figures of every stage, written to one report."""

@@ -1,0 +1,45 @@
+"""Fast joints vs `smplx`'s full forward at batch 1664 (64 images × 26 hypotheses)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from scipy.spatial.transform import Rotation
+
+from body.fast_joints import FastJoints
+from body.joints import SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
+from body.models import load_smplx
+
+
+def _best_of(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@torch.no_grad()
+def bench_fast_joints(body_models: Path, batch: int = 1664, repeats: int = 3) -> dict:
+    model = load_smplx(body_models)
+    ids = list(SMPLX_TO_COCO17) + list(SMPLX_2D_LOSS_JOINTS)
+    fast = FastJoints(model, ids)
+    rot = torch.tensor(Rotation.random(batch * 22, random_state=0).as_matrix(),
+                       dtype=torch.float32).reshape(batch, 22, 3, 3)
+    betas = torch.randn(batch, 11, generator=torch.Generator().manual_seed(0))
+
+    def full():
+        return model(betas=betas, global_orient=rot[:, :1], body_pose=rot[:, 1:]).joints[:, ids]
+
+    t_full = _best_of(full, repeats)
+    t_fast = _best_of(lambda: fast(betas, rot), repeats)
+    deviation = (full() - fast(betas, rot)).abs().max().item()
+    speedup = t_full / t_fast
+    return {"value": round(speedup, 1), "unit": "x faster", "goal": ">= 10x, dev <= 1e-5 m",
+            "met": bool(speedup >= 10 and deviation <= 1e-5), "batch": batch,
+            "smplx_full_s": round(t_full, 4), "fast_s": round(t_fast, 5),
+            "max_deviation_m": float(f"{deviation:.2e}"),
+            "vertices": int(model.v_template.shape[0])}

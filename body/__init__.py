@@ -1,0 +1,1 @@
+"""Body layer: body models through smplx, joint maps, rotations, cameras, fast joints."""

@@ -1,0 +1,145 @@
+"""Body models through `smplx` (FORMATS.md "Body models", SPEC.md §1).
+
+Every model is built as an `smplx` *Layer* (pose given as rotation matrices), the one input
+convention of this project. Files are found in a body-model root laid out as `smplx.create`
+expects:
+
+    <root>/smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl       (official pickles, chumpy allowed)
+    <root>/smplx/SMPLX_{NEUTRAL,MALE,FEMALE}.npz     (or .pkl)
+    <root>/smplx2smpl.pkl                            (dict `matrix`, dense 6890 × 10475)
+      or <root>/smplx2smpl_deftrafo_setup.pkl        (dict `mtx`, sparse 6890 × 20950)
+    <root>/J_regressor_h36m.npy                      (17 × 6890)
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+import smplx
+import torch
+from smplx.utils import Struct
+
+from .legacy_pickle import load_legacy_pickle
+
+GENDERS = ("neutral", "male", "female")
+SMPL_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
+SMPLX_KEYS = SMPL_KEYS + (
+    "hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr",
+    "lmk_faces_idx", "lmk_bary_coords",
+)
+SMPLX_FULL_SHAPE_SPACE = 400  # 300 shape + 100 expression columns
+
+
+def _check_gender(gender: str) -> str:
+    if gender not in GENDERS:
+        raise ValueError(f"gender must be one of {GENDERS}, got {gender!r}")
+    return gender
+
+
+def smpl_path(root: str | Path, gender: str = "neutral") -> Path:
+    """The SMPL pickle of `gender` under a body-model root."""
+    return Path(root) / "smpl" / f"SMPL_{_check_gender(gender).upper()}.pkl"
+
+
+def smplx_path(root: str | Path, gender: str = "neutral") -> Path:
+    """The SMPL-X file of `gender` under a body-model root (`.npz` preferred over `.pkl`)."""
+    base = Path(root) / "smplx" / f"SMPLX_{_check_gender(gender).upper()}"
+    npz, pkl = base.with_suffix(".npz"), base.with_suffix(".pkl")
+    return pkl if pkl.exists() and not npz.exists() else npz
+
+
+def _require(path: Path, data, keys: tuple[str, ...]) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"body model file not found: {path}")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise KeyError(f"{path}: missing key(s) {missing} required by smplx")
+
+
+def read_model_file(path: str | Path) -> dict:
+    """The arrays of an SMPL/SMPL-X `.npz` or (chumpy-free) `.pkl` file as a dict."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"body model file not found: {path}")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=True) as f:
+            return {k: f[k] for k in f.files}
+    return load_legacy_pickle(path)
+
+
+def load_smpl(root: str | Path, gender: str = "neutral", num_betas: int = 10,
+              device: str | torch.device = "cpu") -> smplx.SMPLLayer:
+    """SMPL (6890 vertices, 24 joints) of `gender`, read without chumpy."""
+    path = smpl_path(root, gender)
+    data = read_model_file(path)
+    _require(path, data, SMPL_KEYS)
+    with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning for 10 betas
+        model = smplx.SMPLLayer(model_path=str(path), data_struct=Struct(**data), gender=gender,
+                                num_betas=num_betas)
+    return model.to(device)
+
+
+def load_smplx(root: str | Path, gender: str = "neutral", num_betas: int = 11,
+               device: str | torch.device = "cpu") -> smplx.SMPLXLayer:
+    """SMPL-X as the paper uses it: `num_betas` (11) betas, flat hands, no PCA (FORMATS.md)."""
+    path = smplx_path(root, gender)
+    data = read_model_file(path)
+    _require(path, data, SMPLX_KEYS)
+    n_dirs = data["shapedirs"].shape[-1]
+    if num_betas > 10 and n_dirs < SMPLX_FULL_SHAPE_SPACE:
+        raise ValueError(
+            f"{path}: 'shapedirs' has {n_dirs} columns; with fewer than "
+            f"{SMPLX_FULL_SHAPE_SPACE} smplx reads column 10 on as expression, so "
+            f"num_betas={num_betas} would silently mix in an expression direction")
+    try:
+        model = smplx.SMPLXLayer(model_path=str(path), ext=path.suffix[1:], gender=gender,
+                                 num_betas=num_betas, use_pca=False, flat_hand_mean=True)
+    except ModuleNotFoundError as err:  # smplx unpickles .pkl itself; chumpy is not importable
+        raise ValueError(f"{path}: needs {err.name} to unpickle; convert it once with "
+                         f"`python -m body convert {path} {path.with_suffix('.npz')}`") from err
+    return model.to(device)
+
+
+def load_smplx2smpl(root: str | Path) -> torch.Tensor:
+    """The (6890, 10475) map from SMPL-X to SMPL vertices (SPEC.md §6), dense float32."""
+    root = Path(root)
+    dense, upstream = root / "smplx2smpl.pkl", root / "smplx2smpl_deftrafo_setup.pkl"
+    if dense.exists():
+        data, key = load_legacy_pickle(dense), "matrix"
+        path = dense
+    elif upstream.exists():
+        data, key = load_legacy_pickle(upstream), "mtx"
+        path = upstream
+    else:
+        raise FileNotFoundError(f"neither {dense} nor {upstream} exists")
+    if key not in data:
+        raise KeyError(f"{path}: missing key '{key}'")
+    matrix = data[key]
+    matrix = matrix.toarray() if scipy.sparse.issparse(matrix) else np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != 6890 or matrix.shape[1] < 10475:
+        raise ValueError(f"{path}: '{key}' has shape {matrix.shape}, expected (6890, ≥10475)")
+    return torch.from_numpy(np.ascontiguousarray(matrix[:, :10475], dtype=np.float32))
+
+
+def load_h36m_regressor(root: str | Path) -> torch.Tensor:
+    """`J_regressor_h36m.npy`: 17 Human3.6M joints from SMPL vertices (3DPW protocol)."""
+    path = Path(root) / "J_regressor_h36m.npy"
+    if not path.exists():
+        raise FileNotFoundError(f"H36M regressor not found: {path}")
+    reg = np.load(path)
+    if reg.shape != (17, 6890):
+        raise ValueError(f"{path}: shape {reg.shape}, expected (17, 6890)")
+    return torch.from_numpy(reg.astype(np.float32))
+
+
+def convert_to_npz(src: str | Path, dst: str | Path) -> Path:
+    """Write a chumpy-free `.npz` copy of a body-model pickle (sparse arrays made dense)."""
+    data = load_legacy_pickle(src)
+    clean = {k: (v.toarray() if scipy.sparse.issparse(v) else np.asarray(v))
+             for k, v in data.items()}
+    dst = Path(dst)
+    np.savez(dst, **clean)
+    return dst

@@ -1,0 +1,1 @@
+"""Evaluation: EMDB, 3DPW and synthetic protocols, reports and plots."""

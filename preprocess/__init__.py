@@ -1,0 +1,1 @@
+"""Stage one: dataset readers, detector crops and heatmap sampling into Zarr stores."""

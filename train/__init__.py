@@ -1,0 +1,1 @@
+"""Stage two: the conditional normalizing-flow trainer."""
