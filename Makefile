@@ -8,6 +8,7 @@ TORCH_VERSION ?= 2.13.0
 DATA ?= data
 PROFILE ?= synthetic
 DATASET ?= synthetic
+ARGS ?=  # extra pipelines.yaml overrides, e.g. ARGS="synthetic.seed=1"
 export HUMR_DATA := $(abspath $(DATA))
 
 .PHONY: setup test lint demo data body-models precompute train eval eval-emdb eval-3dpw bench clean
@@ -27,7 +28,7 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(PY) -m flake8 body stores preprocess train eval benchmarks tests
+	$(PY) -m flake8 core body stores preprocess train eval benchmarks tests
 
 body-models: setup
 	$(PY) -m body synthesize --out $(DATA)/raw/body_models/synthetic
@@ -39,7 +40,7 @@ demo: setup
 	@echo "make demo: the end-to-end synthetic chain (data, precompute, train, eval) is not built yet (issue 6)."; exit 2
 
 data: setup
-	@echo "make data DATASET=$(DATASET): the synthetic world generator is not built yet (issue 3)."; exit 2
+	$(PY) -m preprocess data --dataset $(DATASET) $(ARGS)
 
 precompute: setup
 	@echo "make precompute DATASET=$(DATASET): stage one is not built yet (issue 4)."; exit 2

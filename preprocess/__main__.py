@@ -1,11 +1,55 @@
-"""`python -m preprocess`: prints its usage until its issue lands."""
+"""`python -m preprocess COMMAND [key=value …]`: stage one.
+
+  data [--dataset synthetic] [--workers N]   generate the synthetic world (docs/synthetic_world.md)
+                                             and its contact sheet under data/reports/synthetic/
+
+`key=value` arguments override pipelines.yaml (e.g. synthetic.bedlam.sequences_per_folder=5).
+"""
+from __future__ import annotations
+
+import argparse
 import sys
+from pathlib import Path
 
-USAGE = """usage: python -m preprocess ...
+from core.config import load_config
 
-stage one: dataset readers, detector crops and heatmap sampling into Zarr stores (issues 3, 4, 7).
-Not built yet: this entry point prints its usage until its issue lands."""
+
+def _data(args: argparse.Namespace) -> int:
+    from .readers import read_bedlam
+    from .synthetic.contact_sheet import write_contact_sheet
+    from .synthetic.world import generate_world, summary
+
+    if args.dataset != "synthetic":
+        print(f"make data: only DATASET=synthetic is generated; real datasets ({args.dataset}) "
+              "are downloaded by you and configured in pipelines.yaml", file=sys.stderr)
+        return 2
+    cfg = load_config(args.overrides)
+    root = generate_world(cfg.synthetic, cfg.body.models, args.workers)
+    print(summary(root))
+    train = cfg.datasets["synthetic-train"]
+    rows = read_bedlam(train.root, cfg.body.models, train_fraction=train.train_fraction)
+    sheet = write_contact_sheet(Path(train.root), rows,
+                                Path(cfg.paths.reports) / "synthetic" / "contact_sheet.png",
+                                n=cfg.synthetic.contact_sheet_crops, seed=cfg.synthetic.seed)
+    print(f"{int(rows.object_occluded.sum())} of {len(rows)} training rows object-occluded; "
+          f"contact sheet: {sheet}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m preprocess", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    data = sub.add_parser("data", help="generate the synthetic world")
+    data.add_argument("--dataset", default="synthetic")
+    data.add_argument("--workers", type=int, default=None)
+    data.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
+    args = parser.parse_args(argv)
+    if args.command == "data":
+        return _data(args)
+    parser.print_help()
+    return 2
+
 
 if __name__ == "__main__":
-    print(USAGE)
-    sys.exit(2)
+    sys.exit(main())

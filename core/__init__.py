@@ -1,0 +1,1 @@
+"""Shared low-level code below the stages: configuration and deterministic seeding."""

@@ -1,0 +1,28 @@
+"""2D pose detector backends (SPEC.md §2): `make_detector(name, **options)`.
+
+Backends: `synthetic` (a simulated, uncertain ViTPose that reads the synthetic world's scene
+side-car files, docs/synthetic_world.md).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from preprocess.detectors.base import CropRequest, Detector
+from preprocess.detectors.synthetic import SyntheticDetector
+
+DETECTORS: dict[str, Callable[..., Detector]] = {
+    "synthetic": SyntheticDetector,
+}
+
+
+def make_detector(name: str, **options) -> Detector:
+    """The detector backend `name`, built with its keyword options."""
+    try:
+        factory = DETECTORS[name]
+    except KeyError:
+        known = ", ".join(sorted(DETECTORS))
+        raise ValueError(f"unknown detector backend {name!r}; known backends: {known}") from None
+    return factory(**options)
+
+
+__all__ = ["CropRequest", "DETECTORS", "Detector", "SyntheticDetector", "make_detector"]

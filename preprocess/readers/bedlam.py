@@ -1,0 +1,99 @@
+"""BEDLAM-CLIFF label files → normalised rows (FORMATS.md "BEDLAM / AGORA labels").
+
+`<root>/processed_labels/<folder>.npz`, images `<root>/images/<folder>/png/<imgname>`, masks
+`<root>/images/<folder>/masks/<imgname stem>_env.png` (people dark < 127.5). Camera-frame body =
+SMPL-X(pose_cam, shape, transl = trans_cam) + cam_ext[:3, 3]; neutral SMPL-X with 11 betas; the
+first `train_fraction` of each file (BEDLAM-CLIFF trains on 80 %).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from body.cameras import perspective_projection
+from body.joints import NUM_BODY_JOINTS_SMPLX, SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
+from body.models import load_smplx
+from stores.labels import LabelRows
+
+from .body import posed_body
+from .occlusion import off_mask_fraction, read_union_mask
+
+REQUIRED = ("imgname", "center", "scale", "pose_cam", "shape", "trans_cam", "gtkps", "cam_int",
+            "cam_ext")
+EXPECTED_SHAPES = {"center": (2,), "pose_cam": (165,), "shape": (11,), "trans_cam": (3,),
+                   "cam_int": (3, 3), "cam_ext": (4, 4)}
+
+
+def _load_label_file(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        raise FileNotFoundError(f"BEDLAM label file not found: {path}")
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in REQUIRED if k not in f.files]
+        if missing:
+            raise KeyError(f"{path}: missing key(s) {missing}")
+        data = {k: f[k] for k in REQUIRED}
+    n = len(data["imgname"])
+    for key, shape in EXPECTED_SHAPES.items():
+        if data[key].shape != (n,) + shape:
+            raise ValueError(f"{path}: key '{key}' has shape {data[key].shape}, "
+                             f"expected {(n,) + shape}")
+    if data["gtkps"].ndim != 3 or data["gtkps"].shape[1] < 76:
+        raise ValueError(f"{path}: key 'gtkps' has shape {data['gtkps'].shape}, expected "
+                         f"(N, >=76, 2 or 3) projected SMPL-X joints")
+    return data
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as img:  # reads the header only
+        return img.size
+
+
+def read_bedlam(root: str | Path, body_models: str | Path, folders: list[str] | None = None,
+                train_fraction: float = 0.8, occlusion_threshold: float = 0.1) -> LabelRows:
+    """Rows of every (or the named) image folder under a BEDLAM-CLIFF-layout root."""
+    root = Path(root)
+    label_dir = root / "processed_labels"
+    names = folders or sorted(p.stem for p in label_dir.glob("*.npz"))
+    if not names:
+        raise FileNotFoundError(f"no BEDLAM label files (*.npz) in {label_dir}")
+    model = load_smplx(body_models)
+    parts = []
+    for folder in names:
+        path = label_dir / f"{folder}.npz"
+        data = _load_label_file(path)
+        keep = np.arange(int(len(data["imgname"]) * train_fraction))
+        data = {k: v[keep] for k, v in data.items()}
+        parts.append(_rows_of_folder(root, folder, path, data, keep, model, occlusion_threshold))
+    return LabelRows.concat(parts)
+
+
+def _rows_of_folder(root, folder, path, data, rows, model, occlusion_threshold) -> LabelRows:
+    images = np.array([f"images/{folder}/png/{name}" for name in data["imgname"]])
+    masks = np.array([f"images/{folder}/masks/{name[:-4]}_env.png" for name in data["imgname"]])
+    n = len(images)
+    pose = data["pose_cam"][:, : 3 * NUM_BODY_JOINTS_SMPLX].reshape(n, -1, 3)
+    transl = data["trans_cam"] + data["cam_ext"][:, :3, 3]
+    kps = data["gtkps"][..., :2]
+    sizes = {name: _image_size(root / name) for name in np.unique(images)}
+    occluded = np.zeros(n, bool)
+    verts, _ = posed_body(model, pose, data["shape"], transl)
+    uv = perspective_projection(verts, data["cam_int"])
+    for mask_name in np.unique(masks):
+        idx = np.flatnonzero(masks == mask_name)
+        mask = read_union_mask(root / mask_name, person_below=127.5)
+        occluded[idx] = off_mask_fraction(uv[idx], mask) > occlusion_threshold
+    rows_out = LabelRows(
+        body_model="smplx", image=images, mask=masks,
+        source=np.array([f"{path.name}:{i}" for i in rows]),
+        image_size=np.array([sizes[i] for i in images], np.int32),
+        center=data["center"].astype(np.float32), scale=data["scale"].astype(np.float32),
+        cam_int=data["cam_int"].astype(np.float32), gender=np.full(n, "neutral"),
+        pose=pose.astype(np.float32), betas=data["shape"].astype(np.float32),
+        transl=transl.astype(np.float32),
+        kp2d_coco=kps[:, list(SMPLX_TO_COCO17)].astype(np.float32),
+        kp2d_body=kps[:, list(SMPLX_2D_LOSS_JOINTS)].astype(np.float32),
+        object_occluded=occluded)
+    rows_out.validate(str(path))
+    return rows_out

@@ -1,0 +1,1 @@
+"""The SYNTHETIC world: format-faithful datasets rendered from the synthetic body model."""
