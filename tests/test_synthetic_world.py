@@ -18,7 +18,7 @@ from preprocess.synthetic.bedlam_layout import LABEL_KEYS
 from preprocess.synthetic.poses import (
     LIMITS_HIGH, LIMITS_LOW, sample_body_euler, sample_body_pose,
 )
-from preprocess.synthetic.scene import VISIBLE
+from preprocess.synthetic.sidecar import VISIBLE
 
 SMALL = [
     "synthetic.bedlam.folders=[synthetic_a]", "synthetic.bedlam.sequences_per_folder=4",

@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -45,11 +44,9 @@ import numpy as np
 from body.cameras import DetectorCrop
 from body.joints import COCO17_HIGHLY_ARTICULATED
 from preprocess.detectors.base import HEATMAP_HW, NUM_JOINTS, CropRequest
-
-SIDECAR_SUFFIX = ".synthetic_scene.npz"
-
-# coco_state values (docs/synthetic_world.md)
-VISIBLE, SELF_OCCLUDED, PERSON_OCCLUDED, OBJECT_OCCLUDED, OUTSIDE_IMAGE = range(5)
+from preprocess.synthetic.sidecar import (
+    OBJECT_OCCLUDED, OUTSIDE_IMAGE, PERSON_OCCLUDED, SELF_OCCLUDED, VISIBLE, Scene, sidecar_path,
+)
 
 # Peak (heatmap max before the noise floor) of a joint that is not seen, by state; joints of any
 # state outside the field of view count as truncated (state 4).
@@ -88,48 +85,6 @@ def _linear_upsampling(n_out: int, n_in: int) -> np.ndarray:
 _FLOOR_ROWS = _linear_upsampling(HEATMAP_HW[0], _FLOOR_HW[0]).astype(np.float32)
 _FLOOR_COLS = _linear_upsampling(HEATMAP_HW[1], _FLOOR_HW[1]).T.astype(np.float32)
 _GRID_MAX = np.array([HEATMAP_HW[1] - 1, HEATMAP_HW[0] - 1], dtype=np.float64)
-
-
-@dataclass(frozen=True)
-class Scene:
-    """One scene side-car (docs/synthetic_world.md)."""
-
-    image_size: np.ndarray   # (2,) W, H
-    coco_xy: np.ndarray      # (P, 17, 2) float64 image px
-    coco_state: np.ndarray   # (P, 17) int
-    person_map: np.ndarray   # (H, W) int8, −1 background/objects
-
-    @classmethod
-    def load(cls, path: Path) -> "Scene":
-        try:
-            with np.load(path) as f:
-                scene = cls(np.asarray(f["image_size"]).astype(np.int64),
-                            np.asarray(f["coco_xy"], dtype=np.float64).reshape(-1, NUM_JOINTS, 2),
-                            np.asarray(f["coco_state"]).astype(np.int64).reshape(-1, NUM_JOINTS),
-                            np.asarray(f["person_map"]))
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"{path}: no scene side-car; the 'synthetic' detector only runs on images of the "
-                "synthetic world (make data DATASET=synthetic)") from None
-        bad = ~np.isfinite(scene.coco_xy).all(-1)   # e.g. behind the camera: far outside
-        scene.coco_xy[bad] = -1e4
-        scene.coco_state[bad] = OUTSIDE_IMAGE
-        if scene.coco_xy.shape[0] != scene.coco_state.shape[0]:
-            raise ValueError(f"{path}: coco_xy and coco_state disagree on the number of people")
-        if tuple(scene.person_map.shape) != (int(scene.image_size[1]), int(scene.image_size[0])):
-            raise ValueError(f"{path}: person_map {scene.person_map.shape} is not H×W of "
-                             f"image_size {tuple(scene.image_size)}")
-        return scene
-
-    @property
-    def num_people(self) -> int:
-        return self.coco_xy.shape[0]
-
-
-def sidecar_path(image_path: Path) -> Path:
-    """`<image stem>.synthetic_scene.npz` next to the image."""
-    image_path = Path(image_path)
-    return image_path.with_name(image_path.stem + SIDECAR_SUFFIX)
 
 
 def render_gaussians(mu: np.ndarray, sigma: np.ndarray, weight: np.ndarray) -> np.ndarray:

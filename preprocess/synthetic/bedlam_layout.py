@@ -29,13 +29,6 @@ def image_name(seq: int, frame: int) -> str:
     return f"seq_{seq:06d}/seq_{seq:06d}_{frame:04d}.png"
 
 
-def write_scene_sidecar(image_path: Path, scene, width: int, height: int) -> None:
-    """`<stem>.synthetic_scene.npz`: what the simulated detector perceives of the scene."""
-    np.savez_compressed(image_path.with_name(image_path.stem + ".synthetic_scene.npz"),
-                        image_size=np.array([width, height], np.int32), coco_xy=scene.coco_xy,
-                        coco_state=scene.coco_state, person_map=scene.person_map)
-
-
 class BedlamSequenceWriter:
     """Writes whole sequences; holds the body model (one per process)."""
 
@@ -73,7 +66,7 @@ class BedlamSequenceWriter:
         cv2.imwrite(str(image_path), scene.image[:, :, ::-1])
         env = np.where(scene.person_map >= 0, 0, 255).astype(np.uint8)
         cv2.imwrite(f"{mask_path}_env.png", env)
-        write_scene_sidecar(image_path, scene, width, height)
+        scene.write_sidecar(image_path)
 
     def _append_rows(self, rows, name, params, people, scene, k_matrix, cam_ext, width, height):
         orient_w, transl_w = world_from_camera(self.model, params, cam_ext)

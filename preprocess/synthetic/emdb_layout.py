@@ -16,11 +16,11 @@ from body.joints import SMPL_TO_COCO17, SMPLX_TO_COCO17
 from body.models import load_smpl, load_smplx
 from core.seeding import rng_for
 
-from .bedlam_layout import write_scene_sidecar
 from .cameras import random_extrinsic, random_intrinsics
 from .people import BodyParams, make_people, rest_pelvis, world_from_camera
+from .sidecar import OUTSIDE_IMAGE
 from .poses import interpolate_poses, sample_body_pose, upright_orientation
-from .scene import OUTSIDE, BodyTopology, occluder_in_front, render_scene
+from .scene import BodyTopology, occluder_in_front, render_scene
 
 
 def sequence_path(root: Path, subject: int, seq: str) -> Path:
@@ -85,14 +85,14 @@ class EmdbSequenceWriter:
             cv2.imwrite(str(image_path), scene.image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
             cv2.imwrite(str(folder / "masks" / f"{frame:05d}.png"),
                         np.where(scene.person_map >= 0, 255, 0).astype(np.uint8))
-            write_scene_sidecar(image_path, scene, width, height)
+            scene.write_sidecar(image_path)
             person = subject_people[frame]
             kp2d[frame] = perspective_projection(person.joints[:24], k_matrix)
             uv = perspective_projection(person.vertices, k_matrix)
             lo = np.clip(uv.min(0), 0, [width - 1, height - 1])
             hi = np.clip(uv.max(0), 0, [width - 1, height - 1])
             boxes[frame] = [*lo, *hi]
-            in_view = (scene.coco_state[0] != OUTSIDE).sum() >= 6 and (hi - lo).min() > 8
+            in_view = (scene.coco_state[0] != OUTSIDE_IMAGE).sum() >= 6 and (hi - lo).min() > 8
             seen = (scene.person_map == 0).sum()
             if not in_view:
                 invalid.append(frame)

@@ -15,7 +15,10 @@ import torch
 from body.joints import COCO17_NAMES
 from body.raster import Raster, project, rasterize
 
-VISIBLE, SELF_OCCLUDED, OTHER_PERSON, OBJECT, OUTSIDE = range(5)
+from .sidecar import (
+    OBJECT_OCCLUDED, OUTSIDE_IMAGE, PERSON_OCCLUDED, SELF_OCCLUDED, VISIBLE, write_sidecar,
+)
+
 INNER_JOINT_DEPTH = 0.15  # m: a joint this deep under its own body's surface still counts as seen
 _SKIN_PARTS_SMPL = (12, 15, 20, 21, 22, 23)
 _LOWER_PARTS = (0, 1, 2, 4, 5)
@@ -119,8 +122,12 @@ class RenderedScene:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     person_map: np.ndarray  # (H, W) int8 person index, -1 elsewhere
     coco_xy: np.ndarray  # (P, 17, 2) float32 projected COCO joints
-    coco_state: np.ndarray  # (P, 17) int8 (VISIBLE … OUTSIDE)
+    coco_state: np.ndarray  # (P, 17) int8 (VISIBLE … OUTSIDE_IMAGE, sidecar.py)
     raster: Raster
+
+    def write_sidecar(self, image_path) -> None:
+        h, w = self.person_map.shape
+        write_sidecar(image_path, (w, h), self.coco_xy, self.coco_state, self.person_map)
 
 
 def _face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -159,15 +166,15 @@ def coco_states(people: list[Person], raster: Raster, width: int, height: int,
         for k, (u, v, z) in enumerate(uvz):
             col, row = int(round(u)), int(round(v))
             if not (0 <= col < width and 0 <= row < height) or z <= 0:
-                state[p, k] = OUTSIDE
+                state[p, k] = OUTSIDE_IMAGE
                 continue
             seen = raster.mesh[row, col]
             if seen < 0:
                 state[p, k] = VISIBLE
             elif seen >= len(people):
-                state[p, k] = OBJECT
+                state[p, k] = OBJECT_OCCLUDED
             elif seen != p:
-                state[p, k] = OTHER_PERSON
+                state[p, k] = PERSON_OCCLUDED
             elif topo.coco_vertex[k] >= 0:  # a surface point: depth test
                 depth = person.vertices[topo.coco_vertex[k], 2]
                 state[p, k] = VISIBLE if depth <= raster.depth[row, col] + 0.03 else SELF_OCCLUDED
