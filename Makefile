@@ -43,7 +43,7 @@ data: setup
 	$(PY) -m preprocess data --dataset $(DATASET) $(ARGS)
 
 precompute: setup
-	@echo "make precompute DATASET=$(DATASET): stage one is not built yet (issue 4)."; exit 2
+	$(PY) -m preprocess precompute $(DATASET) $(ARGS)
 
 train: setup
 	@echo "make train PROFILE=$(PROFILE): stage two is not built yet (issue 5)."; exit 2

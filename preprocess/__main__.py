@@ -2,6 +2,9 @@
 
   data [--dataset synthetic] [--workers N]   generate the synthetic world (docs/synthetic_world.md)
                                              and its contact sheet under data/reports/synthetic/
+  precompute DATASET                         detector, heatmap samples and mask distances into
+                                             <stores>/<dataset>.zarr (a group: each member);
+                                             resumes an interrupted run
 
 `key=value` arguments override pipelines.yaml (e.g. synthetic.bedlam.sequences_per_folder=5).
 """
@@ -36,6 +39,27 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _precompute(args: argparse.Namespace) -> int:
+    from stores.verify import verify
+
+    from .precompute import dataset_names, format_summary, precompute
+    from .synthetic.world import generate_world, is_complete
+
+    cfg = load_config(args.overrides)
+    names = dataset_names(cfg, args.dataset)
+    if args.dataset == "synthetic" and not is_complete(cfg.synthetic.root):
+        print(f"the synthetic world is not generated yet: generating it in {cfg.synthetic.root}")
+        generate_world(cfg.synthetic, cfg.body.models)
+    failed = False
+    for name in names:
+        summary = precompute(cfg, name)
+        print(format_summary(summary))
+        report = verify(summary["store"])
+        print(report)
+        failed |= not report.complete
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m preprocess", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,9 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--dataset", default="synthetic")
     data.add_argument("--workers", type=int, default=None)
     data.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
+    pre = sub.add_parser("precompute", help="stage one into Zarr stores")
+    pre.add_argument("dataset")
+    pre.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
     args = parser.parse_args(argv)
     if args.command == "data":
         return _data(args)
+    if args.command == "precompute":
+        return _precompute(args)
     parser.print_help()
     return 2
 

@@ -1,11 +1,26 @@
-"""`python -m stores`: prints its usage until its issue lands."""
+"""`python -m stores verify PATH [PATH …]`: check stores; exit 0 only when all are complete."""
+from __future__ import annotations
+
+import argparse
 import sys
 
-USAGE = """usage: python -m stores ...
+from .verify import verify
 
-the contract between the stages: Zarr store schema, atomic block writer, readers, verify (issue 4).
-Not built yet: this entry point prints its usage until its issue lands."""
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stores", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    check = sub.add_parser("verify", help="check that stores are complete and sound")
+    check.add_argument("paths", nargs="+")
+    args = parser.parse_args(argv)
+    if args.command != "verify":
+        parser.print_help()
+        return 2
+    reports = [verify(p) for p in args.paths]
+    for report in reports:
+        print(report)
+    return 0 if all(r.complete for r in reports) else 1
+
 
 if __name__ == "__main__":
-    print(USAGE)
-    sys.exit(2)
+    sys.exit(main())

@@ -3,12 +3,30 @@ import pytest
 import torch
 
 from body.synthetic import write_synthetic_body_models
+from core.config import load_config
+from preprocess.synthetic import world
+
+# a small synthetic world: 20 training images (BEDLAM layout), 2 EMDB-layout sequences
+SMALL_WORLD = [
+    "synthetic.bedlam.folders=[synthetic_a]", "synthetic.bedlam.sequences_per_folder=4",
+    "synthetic.bedlam.frames_per_sequence=5", "synthetic.bedlam.occluder_p=0.6",
+    "synthetic.emdb.subjects=1", "synthetic.emdb.sequences_per_subject=2",
+    "synthetic.emdb.frames_per_sequence=10",
+]
 
 
 @pytest.fixture(scope="session")
 def body_models(tmp_path_factory):
     """The synthetic body-model root (SMPL/SMPL-X file layouts), generated once per session."""
     return write_synthetic_body_models(tmp_path_factory.mktemp("body_models"))
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory, body_models):
+    """The root of a small synthetic world, generated once per session."""
+    root = tmp_path_factory.mktemp("world") / "synthetic"
+    cfg = load_config(SMALL_WORLD + [f"synthetic.root={root}"])
+    return world.generate_world(cfg.synthetic, body_models, workers=2)
 
 
 @pytest.fixture(autouse=True)

@@ -14,29 +14,18 @@ from preprocess.detectors.synthetic import SyntheticDetector
 from preprocess.readers import read_bedlam, read_emdb
 from preprocess.readers.body import posed_body
 from preprocess.synthetic import world
+from tests.conftest import SMALL_WORLD
 from preprocess.synthetic.bedlam_layout import LABEL_KEYS
 from preprocess.synthetic.poses import (
     LIMITS_HIGH, LIMITS_LOW, sample_body_euler, sample_body_pose,
 )
 from preprocess.synthetic.sidecar import VISIBLE
 
-SMALL = [
-    "synthetic.bedlam.folders=[synthetic_a]", "synthetic.bedlam.sequences_per_folder=4",
-    "synthetic.bedlam.frames_per_sequence=5", "synthetic.bedlam.occluder_p=0.6",
-    "synthetic.emdb.subjects=1", "synthetic.emdb.sequences_per_subject=2",
-    "synthetic.emdb.frames_per_sequence=10",
-]
-
 
 def _world(tmp_path_factory, body_models, name, workers):
     root = tmp_path_factory.mktemp(name) / "synthetic"
-    cfg = load_config(SMALL + [f"synthetic.root={root}"])
+    cfg = load_config(SMALL_WORLD + [f"synthetic.root={root}"])
     return world.generate_world(cfg.synthetic, body_models, workers=workers)
-
-
-@pytest.fixture(scope="module")
-def small_world(tmp_path_factory, body_models):
-    return _world(tmp_path_factory, body_models, "world", workers=2)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +168,7 @@ def test_detector_confidence_follows_rendered_visibility(small_world, train_rows
 
 def test_interrupted_generation_leaves_nothing_that_looks_complete(tmp_path, body_models,
                                                                    monkeypatch):
-    cfg = load_config(SMALL + [f"synthetic.root={tmp_path / 'synthetic'}"])
+    cfg = load_config(SMALL_WORLD + [f"synthetic.root={tmp_path / 'synthetic'}"])
 
     def broken(*args):
         raise RuntimeError("killed")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from body.cameras import perspective_projection
 from body.joints import NUM_BODY_JOINTS_SMPLX, SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
@@ -20,6 +20,7 @@ from stores.labels import LabelRows
 from .body import posed_body
 from .occlusion import off_mask_fraction, read_union_mask
 
+MASK_RULE = {"person_below": 127.5}  # `_env.png`: people dark, environment white
 REQUIRED = ("imgname", "center", "scale", "pose_cam", "shape", "trans_cam", "gtkps", "cam_int",
             "cam_ext")
 EXPECTED_SHAPES = {"center": (2,), "pose_cam": (165,), "shape": (11,), "trans_cam": (3,),
@@ -46,8 +47,13 @@ def _load_label_file(path: Path) -> dict[str, np.ndarray]:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    with Image.open(path) as img:  # reads the header only
-        return img.size
+    """(W, H) from the image header; (0, 0) when the image is missing or unreadable (stage one
+    then records the row as skipped, with that reason)."""
+    try:
+        with Image.open(path) as img:  # reads the header only
+            return img.size
+    except (OSError, UnidentifiedImageError):
+        return 0, 0
 
 
 def read_bedlam(root: str | Path, body_models: str | Path, folders: list[str] | None = None,
@@ -82,8 +88,9 @@ def _rows_of_folder(root, folder, path, data, rows, model, occlusion_threshold) 
     uv = perspective_projection(verts, data["cam_int"])
     for mask_name in np.unique(masks):
         idx = np.flatnonzero(masks == mask_name)
-        mask = read_union_mask(root / mask_name, person_below=127.5)
-        occluded[idx] = off_mask_fraction(uv[idx], mask) > occlusion_threshold
+        mask = read_union_mask(root / mask_name, **MASK_RULE)
+        if mask is not None:  # a missing mask is stage one's to report
+            occluded[idx] = off_mask_fraction(uv[idx], mask) > occlusion_threshold
     rows_out = LabelRows(
         body_model="smplx", image=images, mask=masks,
         source=np.array([f"{path.name}:{i}" for i in rows]),

@@ -23,6 +23,7 @@ from .body import posed_body
 from .occlusion import off_mask_fraction, read_union_mask
 
 SUBSETS = ("emdb1", "emdb2", "all")
+MASK_RULE: dict = {}  # person pixels are non-zero
 
 
 def _require(data: dict, keys: tuple[str, ...], path: Path, prefix: str = "") -> None:
@@ -101,8 +102,9 @@ def _rows_of_sequence(root: Path, path: Path, data: dict, model, threshold: floa
     uv = perspective_projection(verts, k_matrix)
     for k, mask_name in enumerate(masks):
         if mask_name:
-            mask = read_union_mask(root / mask_name)
-            occluded[k] = off_mask_fraction(uv[k:k + 1], mask)[0] > threshold
+            mask = read_union_mask(root / mask_name, **MASK_RULE)
+            if mask is not None:  # an unreadable mask is stage one's to report
+                occluded[k] = off_mask_fraction(uv[k:k + 1], mask)[0] > threshold
     rows = LabelRows(
         body_model="smpl", image=images, mask=masks,
         source=np.array([f"{folder}:{i}" for i in frames]),

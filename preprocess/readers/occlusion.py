@@ -13,19 +13,23 @@ import cv2
 import numpy as np
 
 
-def read_union_mask(path: Path, person_below: float | None = None,
-                    background_value: int | None = None) -> np.ndarray:
-    """(H, W) bool person mask from an image file: people are pixels darker than `person_below`
-    (BEDLAM `_env.png`: 127.5), or pixels different from `background_value` (AGORA: 76), or
-    non-zero pixels (EMDB-style masks)."""
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise FileNotFoundError(f"mask image missing or unreadable: {path}")
+def union_mask(gray: np.ndarray, person_below: float | None = None,
+               background_value: int | None = None) -> np.ndarray:
+    """(H, W) bool person mask of a decoded grey mask image: people are pixels darker than
+    `person_below` (BEDLAM `_env.png`: 127.5), or pixels other than `background_value` (AGORA:
+    76), or else non-zero pixels (EMDB-style masks). A dataset's rule is its reader's MASK_RULE."""
     if person_below is not None:
-        return mask < person_below
+        return gray < person_below
     if background_value is not None:
-        return mask != background_value
-    return mask > 0
+        return gray != background_value
+    return gray > 0
+
+
+def read_union_mask(path: Path, **rule) -> np.ndarray | None:
+    """The union person mask stored in an image file, by the dataset's `rule` (union_mask);
+    None when the file is missing or unreadable."""
+    gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    return None if gray is None else union_mask(gray, **rule)
 
 
 def off_mask_fraction(uv: np.ndarray, mask: np.ndarray) -> np.ndarray:

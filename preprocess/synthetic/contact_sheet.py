@@ -16,13 +16,14 @@ from stores.labels import LabelRows  # noqa: E402
 
 from ..detectors.base import CropRequest  # noqa: E402
 from ..detectors.synthetic import SyntheticDetector  # noqa: E402
+from ..readers.bedlam import MASK_RULE  # noqa: E402
 from ..readers.occlusion import read_union_mask  # noqa: E402
 
 
 def _tile(root: Path, rows: LabelRows, i: int, detector: SyntheticDetector) -> np.ndarray:
     crop = DetectorCrop(rows.center[i], rows.scale[i])
     image = cv2.imread(str(root / rows.image[i]), cv2.IMREAD_COLOR)[:, :, ::-1]
-    mask = read_union_mask(root / rows.mask[i], person_below=127.5).astype(np.uint8) * 255
+    mask = read_union_mask(root / rows.mask[i], **MASK_RULE).astype(np.uint8) * 255
     rgb = crop.crop(image).astype(np.float32) / 255
     mask_crop = crop.crop(np.repeat(mask[:, :, None], 3, 2))[:, :, 0] > 127
     heat = detector(rgb[None], [CropRequest(root / rows.image[i], rows.center[i],

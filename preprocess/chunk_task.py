@@ -1,0 +1,144 @@
+"""One stage-one task: detector, heatmap samples and mask distances for one store chunk.
+
+Runs on a Dask worker. It reads its rows' labels from the store, decodes each image and mask once,
+crops, runs the worker's detector (loaded once per process), post-processes on the device, writes
+its whole chunk and returns only a small summary. Row i's samples depend only on (seed, dataset,
+i), so the result is the same for any worker count, batch size or rerun.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from body.cameras import DetectorCrop
+from stores.labels import LabelRows
+from stores.schema import (
+    KEPT, SKIP_IMAGE_MISSING, SKIP_IMAGE_UNREADABLE, SKIP_LABEL_INVALID, SKIP_MASK_MISSING,
+    SKIP_MASK_UNREADABLE,
+)
+from stores.store import Store
+
+from .detectors import make_detector
+from .detectors.base import CropRequest
+from .filtering import filter_reasons
+from .heatmaps import decode_dark_udp, index_to_uv, row_uniforms, sample_heatmaps
+from .mask_distance import DistanceField
+from .readers.occlusion import union_mask
+
+_DETECTORS: dict[str, object] = {}
+
+
+def worker_detector(spec: dict):
+    """The worker process's detector for `spec`, built on first use."""
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _DETECTORS:
+        _DETECTORS[key] = make_detector(spec["name"], **spec.get("options", {}))
+    return _DETECTORS[key]
+
+
+def _read(path: Path, flags: int, missing: int, unreadable: int) -> tuple[np.ndarray | None, int]:
+    if not path.is_file():
+        return None, missing
+    image = cv2.imread(str(path), flags)
+    return (image, KEPT) if image is not None else (None, unreadable)
+
+
+def _invalid_labels(rows: LabelRows) -> np.ndarray:
+    finite = (np.isfinite(rows.center).all(1) & np.isfinite(rows.scale)
+              & np.isfinite(rows.kp2d_coco).all((1, 2)))
+    return ~finite | ~(rows.scale > 0)
+
+
+def process_chunk(store_path: str, dataset_root: str, index: int, settings: dict) -> dict:
+    """Compute and write chunk `index`; returns {chunk, rows, reasons, seconds}."""
+    start = time.perf_counter()
+    torch.set_num_threads(settings.get("threads", 1))
+    store = Store(store_path, mode="r+")
+    sl = store.chunk_slice(index)
+    rows = store.labels(sl)
+    n, s = len(rows), settings["samples"]
+    root = Path(dataset_root)
+    reasons = np.where(_invalid_labels(rows), SKIP_LABEL_INVALID, KEPT).astype(np.uint8)
+    images, masks = {}, {}
+    for i in np.flatnonzero(reasons == KEPT):
+        name = rows.image[i]
+        if name not in images:
+            images[name] = _read(root / name, cv2.IMREAD_COLOR, SKIP_IMAGE_MISSING,
+                                 SKIP_IMAGE_UNREADABLE)
+        reasons[i] = images[name][1]
+        if reasons[i] == KEPT and rows.mask[i]:
+            if rows.mask[i] not in masks:
+                masks[rows.mask[i]] = _read(root / rows.mask[i], cv2.IMREAD_GRAYSCALE,
+                                            SKIP_MASK_MISSING, SKIP_MASK_UNREADABLE)
+            reasons[i] = masks[rows.mask[i]][1]
+    keypoints = np.zeros((n, 17, 3), np.float32)
+    index_out = np.zeros((n, 17, s), np.uint16)
+    value_out = np.zeros((n, 17, s), np.float16)
+    dist_out = np.full((n, 17, s), np.inf, np.float16)
+    ok = np.flatnonzero(reasons == KEPT)
+    if len(ok):
+        heat = _detect(rows, ok, root, images, settings)
+        device = torch.device(settings["device"])
+        heat_t = torch.from_numpy(heat).to(device)
+        uv, conf = decode_dark_udp(heat_t)
+        crop = DetectorCrop(rows.center[ok].astype(np.float64), rows.scale[ok].astype(np.float64))
+        xy = crop.heatmap_to_image(uv.double().cpu().numpy())
+        keypoints[ok] = np.concatenate([xy, conf.cpu().numpy()[..., None]], -1)
+        uniforms = torch.from_numpy(row_uniforms(settings["seed"], settings["dataset"],
+                                                 sl.start + ok, samples=s)).to(device)
+        drawn = sample_heatmaps(heat_t, uniforms, settings["min_heatmap_value"])
+        index_out[ok] = drawn.index.cpu().numpy().astype(np.uint16)
+        value_out[ok] = drawn.value.cpu().numpy().astype(np.float16)
+        points = crop.heatmap_to_image(
+            index_to_uv(drawn.index).double().cpu().numpy().reshape(len(ok), 17 * s, 2))
+        dist_out[ok] = _mask_distances(rows, ok, points, masks, settings["mask_rule"]).reshape(
+            len(ok), 17, s)
+        if settings["split"] == "train":
+            reasons[ok] = filter_reasons(keypoints[ok], rows.kp2d_coco[ok], rows.scale[ok],
+                                         rows.image_size[ok], _Namespace(settings["filter"]))
+    store.write_chunk(index, {"detector/keypoints": keypoints, "samples/index": index_out,
+                              "samples/value": value_out, "samples/mask_distance": dist_out,
+                              "status/reason": reasons})
+    codes, counts = np.unique(reasons, return_counts=True)
+    return {"chunk": index, "rows": n, "reasons": dict(zip(codes.tolist(), counts.tolist())),
+            "seconds": time.perf_counter() - start}
+
+
+class _Namespace:
+    def __init__(self, values: dict) -> None:
+        self.__dict__.update(values)
+
+
+def _detect(rows: LabelRows, ok: np.ndarray, root: Path, images: dict, settings: dict
+            ) -> np.ndarray:
+    detector = worker_detector(settings["detector"])
+    heat = []
+    batch = settings["batch_size"]
+    for start in range(0, len(ok), batch):
+        part = ok[start:start + batch]
+        crops = np.stack([DetectorCrop(rows.center[i].astype(np.float64), float(rows.scale[i]))
+                          .crop(images[rows.image[i]][0][:, :, ::-1]) for i in part])
+        requests = [CropRequest(root / rows.image[i], rows.center[i].astype(np.float64),
+                                float(rows.scale[i])) for i in part]
+        heat.append(np.asarray(detector(crops, requests), np.float32))
+    return np.concatenate(heat)
+
+
+def _mask_distances(rows: LabelRows, ok: np.ndarray, points: np.ndarray, masks: dict,
+                    rule: dict) -> np.ndarray:
+    """(len(ok), P) distances of each row's sample points (len(ok), P, 2) to its union mask:
+    one exact distance transform per mask image, covering all its rows' samples."""
+    out = np.full(points.shape[:2], np.inf, np.float32)
+    names = rows.mask[ok]
+    for name in np.unique(names[names != ""]):
+        sel = np.flatnonzero(names == name)
+        lo, hi = points[sel].min((0, 1)), points[sel].max((0, 1))
+        field = DistanceField.from_mask(union_mask(masks[name][0], **rule),
+                                        bounds=(lo[0] - 1, lo[1] - 1, hi[0] + 1, hi[1] + 1))
+        out[sel] = field.at(points[sel])
+    return out

@@ -1,0 +1,29 @@
+"""The wrong-person filter of the training sets (SPEC.md §2)."""
+from __future__ import annotations
+
+import numpy as np
+
+from stores.schema import (
+    FILTER_FAR_FROM_GROUND_TRUTH, FILTER_FEW_CONFIDENT_JOINTS, FILTER_JOINT_OUTSIDE_IMAGE, KEPT,
+)
+
+
+def filter_reasons(keypoints: np.ndarray, ground_truth: np.ndarray, scale: np.ndarray,
+                   image_size: np.ndarray, cfg) -> np.ndarray:
+    """(N,) reason codes for detector keypoints (N, 17, 3) against ground-truth COCO joints
+    (N, 17, 2): drop a row when the mean over the 17 joints of ‖GT − detector‖/scale counted on
+    joints with conf > `mean_error_conf` reaches `max_mean_error_per_scale`; when fewer than
+    `min_visible_joints` joints have conf > `visible_conf`; or when a detector joint lies more than
+    `max_outside_image_px` outside the image."""
+    conf = keypoints[..., 2]
+    error = np.linalg.norm(ground_truth - keypoints[..., :2], axis=-1) / scale[:, None]
+    mean_error = np.where(conf > cfg.mean_error_conf, error, 0).sum(1) / keypoints.shape[1]
+    margin = cfg.max_outside_image_px
+    xy = keypoints[..., :2]
+    outside = ((xy < -margin) | (xy > image_size[:, None, :] + margin)).any((1, 2))
+    reasons = np.full(len(keypoints), KEPT, np.uint8)
+    reasons[outside] = FILTER_JOINT_OUTSIDE_IMAGE
+    reasons[(conf > cfg.visible_conf).sum(1) < cfg.min_visible_joints] = \
+        FILTER_FEW_CONFIDENT_JOINTS
+    reasons[mean_error >= cfg.max_mean_error_per_scale] = FILTER_FAR_FROM_GROUND_TRUTH
+    return reasons

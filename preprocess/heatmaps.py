@@ -1,0 +1,133 @@
+"""Heatmap post-processing of stage one (SPEC.md §2): multinomial samples and the DARK-UDP pose.
+
+Everything works on batches of COCO heatmaps (B, J, H, W) on their own device and returns heatmap
+coordinates (column u, row v); `body.cameras.DetectorCrop.heatmap_to_image` maps them to image
+pixels. Row i of a batch depends only on its own heatmaps (and uniforms), never on the batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from core.seeding import stable_seed
+
+
+def row_uniforms(seed: int, dataset: str, rows: Sequence[int], joints: int = 17,
+                 samples: int = 150) -> np.ndarray:
+    """(B, joints, samples) float64 uniforms in [0, 1); row i's block depends only on
+    (seed, dataset, i) (SPEC.md §2): one Philox stream keyed by `stable_seed` per row."""
+    blocks = [np.random.Generator(np.random.Philox(key=stable_seed(seed, dataset, int(i))))
+              .random((joints, samples)) for i in rows]
+    return np.stack(blocks) if blocks else np.zeros((0, joints, samples))
+
+
+@dataclass
+class HeatmapSamples:
+    """Multinomial samples of a batch of heatmaps (SPEC.md §2)."""
+
+    index: torch.Tensor  # (B, J, S) int64 flat pixel index v·W + u, sorted ascending per joint
+    value: torch.Tensor  # (B, J, S) float32 raw heatmap value at each sample
+
+
+def _sampling_cdf(heatmaps: torch.Tensor, min_value: float) -> torch.Tensor:
+    """(B, J, H·W) float64 cumulative weights: values < min_value and negatives count 0, an
+    all-zero heatmap counts 1 everywhere (uniform)."""
+    weights = heatmaps.flatten(-2).float().clamp_min(0)
+    weights = torch.where(weights >= min_value, weights, 0.0)
+    weights = torch.where(weights.amax(-1, keepdim=True) > 0, weights, 1.0)
+    return weights.double().cumsum(-1)
+
+
+def sample_heatmaps(heatmaps: torch.Tensor, uniforms: torch.Tensor,
+                    min_value: float = 0.05) -> HeatmapSamples:
+    """Draw S samples with replacement per joint from heatmaps (B, J, H, W) (SPEC.md §2).
+
+    Each heatmap is a multinomial over its pixels (weights as in `_sampling_cdf`); sample s of
+    joint j is the inverse CDF of uniforms[b, j, s] (B, J, S). The samples of each joint are
+    returned sorted by pixel index: the multiset is the information, and sorted stores compress.
+    """
+    cdf = _sampling_cdf(heatmaps, min_value)
+    total = cdf[..., -1:]
+    targets = uniforms.to(device=cdf.device, dtype=torch.float64) * total
+    # u·total may round up to total; the largest float below it still selects a positive pixel.
+    targets = torch.minimum(targets, torch.nextafter(total, torch.zeros_like(total)))
+    index = torch.searchsorted(cdf, targets.contiguous(), right=True).sort(-1).values
+    value = heatmaps.flatten(-2).float().gather(-1, index)
+    return HeatmapSamples(index=index, value=value)
+
+
+def index_to_uv(index: torch.Tensor, width: int = 48) -> torch.Tensor:
+    """(..., 2) float32 heatmap coordinates (u = column, v = row) of flat indices v·W + u."""
+    return torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], -1).float()
+
+
+def _gaussian_kernel(size: int, device: torch.device) -> torch.Tensor:
+    """(size,) float32 normalised Gaussian; sigma = 0.3·((size − 1)/2 − 1) + 0.8, the rule of
+    cv2.getGaussianKernel for sigma ≤ 0 (cv2 uses fixed tables for size ≤ 9 instead)."""
+    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    x = torch.arange(size, device=device, dtype=torch.float64) - (size - 1) / 2
+    kernel = torch.exp(-x**2 / (2 * sigma**2))
+    return (kernel / kernel.sum()).float()
+
+
+def _band_matrix(kernel: torch.Tensor, n: int) -> torch.Tensor:
+    """(n, n) matrix of the 1-D convolution with an odd `kernel`, zero outside [0, n)."""
+    r = kernel.numel() // 2
+    i = torch.arange(n, device=kernel.device)
+    lag = i[None, :] - i[:, None]
+    return torch.where(lag.abs() <= r, kernel[(lag + r).clamp(0, 2 * r)], 0.0)
+
+
+def _blur(heatmaps: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, J, H·W) float32 Gaussian blur of each (H, W) map (zero outside), rescaled to the
+    map's original maximum. Separable, as two banded matrix products."""
+    h, w = heatmaps.shape[-2:]
+    kernel = _gaussian_kernel(size, heatmaps.device)
+    maps = heatmaps.float()
+    blurred = (_band_matrix(kernel, h) @ maps @ _band_matrix(kernel, w).T).flatten(-2)
+    peak, blurred_peak = maps.flatten(-2).amax(-1), blurred.amax(-1)
+    gain = torch.where(blurred_peak > 0, peak / blurred_peak, 1.0)
+    return blurred * gain[..., None]
+
+
+def _newton_offset(maps: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+                   h: int, w: int) -> torch.Tensor:
+    """(B, J, 1, 2) float64 Newton step −H⁻¹·∇ of log(max(maps, 1e-10)) (maps (B, J, H·W)) at
+    pixels (u, v) (B, J, 1), from central differences; zero at the border and where the Hessian
+    is not negative definite (which includes singular); clamped to ±1 px."""
+    interior = (u > 0) & (u < w - 1) & (v > 0) & (v < h - 1)
+    centre = v.clamp(1, h - 2) * w + u.clamp(1, w - 2)
+
+    def at(du: int, dv: int) -> torch.Tensor:
+        return maps.gather(-1, centre + dv * w + du).double().clamp_min(1e-10).log()
+
+    f0 = at(0, 0)
+    dx, dy = (at(1, 0) - at(-1, 0)) / 2, (at(0, 1) - at(0, -1)) / 2
+    dxx, dyy = at(1, 0) - 2 * f0 + at(-1, 0), at(0, 1) - 2 * f0 + at(0, -1)
+    dxy = (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1)) / 4
+    det = dxx * dyy - dxy**2
+    valid = interior & (dxx < 0) & (det > 0)
+    safe_det = torch.where(valid, det, torch.ones_like(det))
+    offset = torch.stack([dxy * dy - dyy * dx, dxy * dx - dxx * dy], -1) / safe_det[..., None]
+    return torch.where(valid[..., None], offset, torch.zeros_like(offset)).clamp(-1, 1)
+
+
+def decode_dark_udp(heatmaps: torch.Tensor,
+                    blur_kernel: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
+    """Highest-likelihood 2D pose of heatmaps (B, J, H, W), DARK-UDP (SPEC.md §2).
+
+    Argmax per joint (first one on ties); its raw value is the max confidence. Refinement: one
+    Newton step on the log of the blurred heatmap (`_blur`, clamped to ≥ 1e-10) at the argmax.
+    Returns ((B, J, 2) float32 heatmap coordinates (u, v), (B, J) float32 max confidence).
+    """
+    h, w = heatmaps.shape[-2:]
+    flat = heatmaps.flatten(-2)
+    index = flat.argmax(-1, keepdim=True)
+    conf = flat.gather(-1, index).squeeze(-1).float()
+    u, v = index % w, torch.div(index, w, rounding_mode="floor")
+    offset = _newton_offset(_blur(heatmaps, blur_kernel), u, v, h, w).squeeze(-2)
+    uv = torch.cat([u, v], -1).double() + offset
+    return uv.float(), conf

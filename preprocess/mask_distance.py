@@ -1,0 +1,67 @@
+"""Distance from heatmap samples to the union person mask (SPEC.md §2).
+
+Semantics: the distance of an image point p is the Euclidean distance, in image pixels, from its
+pixel round(p) (nearest integer pixel, halves rounded up: floor(p + 0.5)) to the nearest person
+pixel; 0 on the mask, +inf when the image has no person pixel. Pixels outside the image are never
+person pixels. A sample counts as outside the mask when its distance is > 0.71 px.
+
+`DistanceField` computes it once per image with an exact Euclidean distance transform over the
+image padded to cover the detector fields of view of the image's crops, then looks samples up.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+def _covering_region(shape: tuple[int, int], bounds: tuple[float, float, float, float] | None
+                     ) -> tuple[int, int, int, int]:
+    """Integer pixel box [x0, x1) × [y0, y1) holding the image and round(p) of all p in bounds."""
+    h, w = shape
+    if bounds is None:
+        return 0, 0, w, h
+    bx0, by0, bx1, by1 = bounds
+    if not bx0 <= bx1 or not by0 <= by1:
+        raise ValueError(f"bounds must be (x0, y0, x1, y1) with x0 ≤ x1, y0 ≤ y1, got {bounds}")
+    return (min(0, int(np.floor(bx0 + 0.5))), min(0, int(np.floor(by0 + 0.5))),
+            max(w, int(np.floor(bx1 + 0.5)) + 1), max(h, int(np.floor(by1 + 0.5)) + 1))
+
+
+@dataclass(frozen=True)
+class DistanceField:
+    """Exact distance to the nearest mask pixel at every integer pixel of a (padded) region."""
+
+    origin: tuple[int, int]  # image pixel (x, y) of field[0, 0]
+    field: np.ndarray        # (rows, cols) float32 distances in px, +inf if the mask is empty
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray,
+                  bounds: tuple[float, float, float, float] | None = None) -> "DistanceField":
+        """mask (H, W) bool, True = person. bounds (x0, y0, x1, y1) image px that must be covered
+        (may extend beyond the image; the mask is empty there)."""
+        mask = np.asarray(mask, dtype=bool)
+        x0, y0, x1, y1 = _covering_region(mask.shape, bounds)
+        if not mask.any():
+            return cls((x0, y0), np.full((y1 - y0, x1 - x0), np.inf, np.float32))
+        # distanceTransform measures, at each non-zero pixel, the distance to the nearest zero.
+        background = np.ones((y1 - y0, x1 - x0), np.uint8)
+        background[-y0:mask.shape[0] - y0, -x0:mask.shape[1] - x0] = ~mask
+        field = cv2.distanceTransform(background, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        return cls((x0, y0), field)
+
+    def at(self, xy: np.ndarray) -> np.ndarray:
+        """(...,) float32 distances for image points (..., 2). Points whose pixel lies outside the
+        covered region (or that are not finite) raise ValueError: that is a caller bug."""
+        xy = np.asarray(xy, dtype=np.float64)
+        pixel = np.floor(xy + 0.5) - self.origin
+        rows, cols = self.field.shape
+        inside = np.isfinite(pixel).all(-1)
+        inside &= (pixel >= 0).all(-1) & (pixel[..., 0] < cols) & (pixel[..., 1] < rows)
+        if not inside.all():
+            bad = xy[~inside][0]
+            raise ValueError(f"point {bad} lies outside the region covered by the distance field "
+                             f"(origin {self.origin}, {cols}×{rows} px)")
+        pixel = pixel.astype(np.intp)
+        return self.field[pixel[..., 1], pixel[..., 0]]

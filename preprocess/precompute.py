@@ -1,0 +1,173 @@
+"""Stage one, client side: `make precompute DATASET=…` (SPEC.md §2, stores/README.md).
+
+Reads the dataset through its reader, creates `<stores>/<dataset>.zarr` (labels first), then
+hands every chunk that is not done yet to the Dask cluster; tasks write their own chunks and
+return small summaries. A rerun resumes: done chunks are never recomputed. Everything that can be
+checked — configuration keys, dataset files, the detector backend — fails before any work.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+from dask.distributed import as_completed
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from stores.schema import REASONS, is_skip
+from stores.store import Store
+
+from .chunk_task import process_chunk
+from .cluster import check_cluster_config, dask_client
+from .detectors import DETECTORS
+from .readers import MASK_RULES, READERS
+
+SPLITS = ("train", "test")
+
+
+def dataset_names(cfg: DictConfig, name: str) -> list[str]:
+    """The datasets behind a DATASET argument (a dataset or a group), checked against the config."""
+    names = list(cfg.dataset_groups[name]) if name in cfg.dataset_groups else [name]
+    for n in names:
+        if n not in cfg.datasets:
+            known = sorted(list(cfg.datasets) + list(cfg.dataset_groups))
+            raise KeyError(f"unknown dataset '{n}': not under 'datasets' in pipelines.yaml "
+                           f"(known: {', '.join(known)})")
+    return names
+
+
+def _check(cfg: DictConfig, name: str) -> DictConfig:
+    entry = cfg.datasets[name]
+    if entry.get("format") not in READERS:
+        raise ValueError(f"datasets.{name}.format must be one of {sorted(READERS)}, "
+                         f"got {entry.get('format')!r}")
+    if entry.get("split") not in SPLITS:
+        raise ValueError(f"datasets.{name}.split must be one of {SPLITS}, "
+                         f"got {entry.get('split')!r}")
+    if not Path(entry.root).exists():
+        raise FileNotFoundError(f"datasets.{name}.root does not exist: {entry.root}")
+    if cfg.precompute.detector.name not in DETECTORS:
+        raise ValueError(f"precompute.detector.name must be one of {sorted(DETECTORS)}, got "
+                         f"{cfg.precompute.detector.name!r}")
+    check_cluster_config(cfg.cluster)
+    return entry
+
+
+def _source_files(entry: DictConfig) -> dict[str, str]:
+    """SHA-256 of the dataset's label files, recorded in the store."""
+    root = Path(entry.root)
+    patterns = {"bedlam": "processed_labels/*.npz", "emdb": "P*/*/P*_data.pkl"}
+    hashes = {}
+    for path in sorted(root.glob(patterns[entry.format])):
+        hashes[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def _code_version() -> str:
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                              text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _settings(cfg: DictConfig, name: str, entry: DictConfig) -> dict:
+    return {"dataset": name, "split": entry.split, "seed": cfg.sampling.seed,
+            "samples": cfg.sampling.samples_per_joint,
+            "min_heatmap_value": cfg.sampling.min_heatmap_value,
+            "detector": OmegaConf.to_container(cfg.precompute.detector, resolve=True),
+            "batch_size": cfg.precompute.batch_size, "device": cfg.precompute.device,
+            "threads": cfg.cluster.threads_per_worker, "mask_rule": MASK_RULES[entry.format],
+            "filter": OmegaConf.to_container(cfg.filter, resolve=True)}
+
+
+def _fingerprint(settings: dict, sources: dict, rows: int, chunk_rows: int) -> str:
+    stable = {k: v for k, v in settings.items() if k not in ("batch_size", "device", "threads")}
+    text = repr((sorted(stable.items()), sorted(sources.items()), rows, chunk_rows))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig) -> tuple[Store, dict]:
+    """The store of `name`: resumed when it was made with this configuration, else created."""
+    settings = _settings(cfg, name, entry)
+    sources = _source_files(entry)
+    reader_args = {k: v for k, v in OmegaConf.to_container(entry, resolve=True).items()
+                   if k not in ("format", "split", "root")}
+    rows = READERS[entry.format](entry.root, cfg.body.models, **reader_args)
+    chunk_rows = cfg.precompute.chunk_rows
+    fingerprint = _fingerprint(settings, sources, len(rows), chunk_rows)
+    path = Path(cfg.paths.stores) / f"{name}.zarr"
+    if (path / "zarr.json").exists():
+        store = Store(path, mode="r+")
+        if store.attrs.get("fingerprint") == fingerprint:
+            return store, settings
+        if not cfg.precompute.overwrite:
+            raise ValueError(f"{path} was made with another configuration or other source "
+                             "files; remove it or pass precompute.overwrite=true")
+    attrs = {"dataset": name, "split": entry.split, "format": entry.format,
+             "root": str(Path(entry.root).resolve()), "source_files": sources,
+             "detector": settings["detector"], "sampling": OmegaConf.to_container(cfg.sampling),
+             "seed": cfg.sampling.seed, "fingerprint": fingerprint, "code_version": _code_version(),
+             "config": OmegaConf.to_container(cfg, resolve=True), "complete": False}
+    store = Store.create(path, rows, attrs, chunk_rows, cfg.sampling.samples_per_joint)
+    return store, settings
+
+
+def precompute(cfg: DictConfig, name: str, client=None) -> dict:
+    """Precompute one dataset into its store; returns the run summary."""
+    entry = _check(cfg, name)
+    store, settings = open_or_create_store(cfg, name, entry)
+    todo = [int(i) for i, done in enumerate(store.done()) if not done]
+    start = time.perf_counter()
+    results = []
+    if todo:
+        if client is None:
+            with dask_client(cfg.cluster) as own:
+                results = _run(own, store, entry, todo, settings, name)
+        else:
+            results = _run(client, store, entry, todo, settings, name)
+    summary = _summary(store, results, time.perf_counter() - start, len(todo))
+    store.group.attrs.update({"complete": bool(store.done().all()), "last_run": summary})
+    return summary
+
+
+def _run(client, store: Store, entry, todo: list[int], settings: dict, name: str) -> list[dict]:
+    root = str(Path(entry.root).resolve())
+    futures = [client.submit(process_chunk, str(store.path.resolve()), root, i, settings,
+                             key=f"precompute-{name}-{store.attrs['fingerprint']}-{i}",
+                             pure=False, retries=2) for i in todo]
+    results = []
+    with tqdm(total=sum(store.chunk_slice(i).stop - store.chunk_slice(i).start for i in todo),
+              desc=f"precompute {name}", unit="crop") as bar:
+        for future in as_completed(futures):
+            result = future.result()
+            results.append(result)
+            bar.update(result["rows"])
+    return results
+
+
+def _summary(store: Store, results: list[dict], seconds: float, chunks_run: int) -> dict:
+    reasons = Counter()
+    for r in results:
+        reasons.update({int(k): v for k, v in r["reasons"].items()})
+    rows = sum(r["rows"] for r in results)
+    skipped = {REASONS[k]: v for k, v in sorted(reasons.items()) if is_skip(k)}
+    filtered = {REASONS[k]: v for k, v in sorted(reasons.items()) if k >= 10}
+    return {"store": str(store.path), "rows_total": store.n_rows, "chunks_run": chunks_run,
+            "chunks_done": int(store.done().sum()), "chunks_total": store.n_chunks,
+            "rows_written": rows, "kept": reasons.get(0, 0), "skipped": skipped,
+            "filtered": filtered, "seconds": round(seconds, 2),
+            "crops_per_second": round(rows / seconds, 1) if seconds > 0 and rows else 0.0}
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"{s['store']}: {s['rows_written']} rows written in {s['seconds']} s "
+             f"({s['crops_per_second']} crops/s), chunks {s['chunks_done']}/{s['chunks_total']} "
+             f"done ({s['chunks_run']} run now), kept {s['kept']}"]
+    for title in ("skipped", "filtered"):
+        for reason, count in s[title].items():
+            lines.append(f"  {count:6d} {reason}")
+    return "\n".join(lines)
