@@ -36,8 +36,12 @@ body-models: setup
 bench: setup
 	$(PY) -m benchmarks --out $(DATA)/reports/bench
 
+# the whole chain on the synthetic world: each step resumes or skips what is already done
 demo: setup
-	@echo "make demo: the end-to-end synthetic chain (data, precompute, train, eval) is not built yet (issue 6)."; exit 2
+	$(PY) -m preprocess data --dataset synthetic
+	$(PY) -m preprocess precompute synthetic
+	$(PY) -m train fit profile=synthetic $(ARGS)
+	$(PY) -m eval run --dataset synthetic-test $(ARGS)
 
 data: setup
 	$(PY) -m preprocess data --dataset $(DATASET) $(ARGS)
@@ -45,11 +49,21 @@ data: setup
 precompute: setup
 	$(PY) -m preprocess precompute $(DATASET) $(ARGS)
 
+# the synthetic profile precomputes its stores first (a no-op when they are complete)
 train: setup
-	@echo "make train PROFILE=$(PROFILE): stage two is not built yet (issue 5)."; exit 2
+	$(if $(filter synthetic,$(PROFILE)),$(PY) -m preprocess precompute synthetic &&) \
+	$(PY) -m train fit profile=$(PROFILE) $(ARGS)
 
-eval eval-emdb eval-3dpw: setup
-	@echo "make $@: evaluation is not built yet (issue 6)."; exit 2
+# DATASET=synthetic evaluates its test split; CKPT= picks a checkpoint (default: the latest run)
+eval: setup
+	$(PY) -m eval run --dataset $(if $(filter synthetic,$(DATASET)),synthetic-test,$(DATASET)) \
+		$(if $(CKPT),--ckpt $(CKPT)) profile=$(PROFILE) $(ARGS)
+
+eval-emdb: setup
+	$(PY) -m eval run --dataset emdb $(if $(CKPT),--ckpt $(CKPT)) profile=$(PROFILE) $(ARGS)
+
+eval-3dpw: setup
+	$(PY) -m eval run --dataset 3dpw-test $(if $(CKPT),--ckpt $(CKPT)) profile=$(PROFILE) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from body.synthetic import write_synthetic_body_models
 
+from .data_path import bench_data_path
 from .fast_joints import bench_fast_joints
+from .postprocess import bench_postprocess
 from .report import write_report
 
 
@@ -23,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(args.body_models) if args.body_models else write_synthetic_body_models(tmp)
-        figures = {"fast_joints_vs_smplx": bench_fast_joints(models)}
+        figures = {"fast_joints_vs_smplx": bench_fast_joints(models),
+                   **bench_postprocess(models)}  # postprocess_crops_per_s, sample_bytes_per_crop
+        figures["data_path_examples_per_s"] = bench_data_path(models)
     json_path, table = write_report(Path(args.out), figures)
     print(table.read_text())
     print(f"written: {json_path}, {table}")

@@ -1,11 +1,32 @@
-"""`python -m eval`: prints its usage until its issue lands."""
+"""`python -m eval run --dataset NAME [--ckpt PATH] [key=value …]`: evaluate a checkpoint
+(default: the latest of the configured run) on a test store with its protocol (SPEC.md §6), and
+write `<reports>/<run>/<dataset>/{metrics.json, report.md, *.png}`."""
+from __future__ import annotations
+
+import argparse
 import sys
 
-USAGE = """usage: python -m eval ...
+from core.config import load_config
 
-evaluation: EMDB, 3DPW and synthetic protocols, reports and plots (issue 6).
-Not built yet: this entry point prints its usage until its issue lands."""
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="evaluate a checkpoint on a test store")
+    run.add_argument("--dataset", required=True)
+    run.add_argument("--ckpt", default=None)
+    run.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
+    args = parser.parse_args(argv)
+    if args.command != "run":
+        parser.print_help()
+        return 2
+    from .run import run_evaluation
+
+    out = run_evaluation(load_config(args.overrides), args.dataset, args.ckpt)
+    print((out / "report.md").read_text())
+    print(f"report and plots: {out}")
+    return 0
+
 
 if __name__ == "__main__":
-    print(USAGE)
-    sys.exit(2)
+    sys.exit(main())

@@ -14,20 +14,28 @@ import argparse
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from core.config import load_config
 
 
 def _data(args: argparse.Namespace) -> int:
     from .readers import read_bedlam
     from .synthetic.contact_sheet import write_contact_sheet
-    from .synthetic.world import generate_world, summary
+    from .synthetic.world import generate_world, is_complete, manifest, summary
 
     if args.dataset != "synthetic":
         print(f"make data: only DATASET=synthetic is generated; real datasets ({args.dataset}) "
               "are downloaded by you and configured in pipelines.yaml", file=sys.stderr)
         return 2
     cfg = load_config(args.overrides)
-    root = generate_world(cfg.synthetic, cfg.body.models, args.workers)
+    root = Path(cfg.synthetic.root)
+    wanted = OmegaConf.to_container(cfg.synthetic, resolve=True)
+    if not args.force and is_complete(root) and manifest(root)["config"] == wanted:
+        print(f"the synthetic world at {root} is complete for this configuration "
+              "(--force regenerates it)")
+    else:
+        root = generate_world(cfg.synthetic, cfg.body.models, args.workers)
     print(summary(root))
     train = cfg.datasets["synthetic-train"]
     rows = read_bedlam(train.root, cfg.body.models, train_fraction=train.train_fraction)
@@ -67,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     data = sub.add_parser("data", help="generate the synthetic world")
     data.add_argument("--dataset", default="synthetic")
     data.add_argument("--workers", type=int, default=None)
+    data.add_argument("--force", action="store_true", help="regenerate a complete world")
     data.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
     pre = sub.add_parser("precompute", help="stage one into Zarr stores")
     pre.add_argument("dataset")

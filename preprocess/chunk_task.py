@@ -17,6 +17,7 @@ import torch
 
 from body.cameras import DetectorCrop
 from stores.labels import LabelRows
+from stores.masks import union_mask
 from stores.schema import (
     KEPT, SKIP_IMAGE_MISSING, SKIP_IMAGE_UNREADABLE, SKIP_LABEL_INVALID, SKIP_MASK_MISSING,
     SKIP_MASK_UNREADABLE,
@@ -28,7 +29,6 @@ from .detectors.base import CropRequest
 from .filtering import filter_reasons
 from .heatmaps import decode_dark_udp, index_to_uv, row_uniforms, sample_heatmaps
 from .mask_distance import DistanceField
-from .readers.occlusion import union_mask
 
 _DETECTORS: dict[str, object] = {}
 

@@ -95,7 +95,7 @@ def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig) -> tuple
     settings = _settings(cfg, name, entry)
     sources = _source_files(entry)
     reader_args = {k: v for k, v in OmegaConf.to_container(entry, resolve=True).items()
-                   if k not in ("format", "split", "root")}
+                   if k not in ("format", "split", "root", "protocol")}
     rows = READERS[entry.format](entry.root, cfg.body.models, **reader_args)
     chunk_rows = cfg.precompute.chunk_rows
     fingerprint = _fingerprint(settings, sources, len(rows), chunk_rows)
@@ -111,6 +111,7 @@ def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig) -> tuple
              "root": str(Path(entry.root).resolve()), "source_files": sources,
              "detector": settings["detector"], "sampling": OmegaConf.to_container(cfg.sampling),
              "seed": cfg.sampling.seed, "fingerprint": fingerprint, "code_version": _code_version(),
+             "mask_rule": MASK_RULES[entry.format],
              "config": OmegaConf.to_container(cfg, resolve=True), "complete": False}
     store = Store.create(path, rows, attrs, chunk_rows, cfg.sampling.samples_per_joint)
     return store, settings

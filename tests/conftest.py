@@ -29,6 +29,18 @@ def small_world(tmp_path_factory, body_models):
     return world.generate_world(cfg.synthetic, body_models, workers=2)
 
 
+@pytest.fixture(scope="session")
+def precomputed(small_world, body_models, tmp_path_factory):
+    """Stores of the small world (synthetic-train and -test, chunks of 8 rows, one worker)."""
+    from preprocess.precompute import precompute
+
+    stores = tmp_path_factory.mktemp("stores")
+    cfg = load_config([f"synthetic.root={small_world}", f"body.models={body_models}",
+                       f"paths.stores={stores}", "precompute.chunk_rows=8", "cluster.workers=1"])
+    summaries = {name: precompute(cfg, name) for name in ("synthetic-train", "synthetic-test")}
+    return stores, summaries
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     np.random.seed(0)

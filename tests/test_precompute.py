@@ -43,12 +43,9 @@ def _assert_same(a, b):
 
 
 @pytest.fixture(scope="module")
-def reference(small_world, body_models, tmp_path_factory):
+def reference(precomputed):
     """synthetic-train and -test precomputed with one LocalCluster worker."""
-    stores = tmp_path_factory.mktemp("ref_stores")
-    cfg = _cfg(small_world, body_models, stores, "cluster.workers=1")
-    summaries = {name: precompute(cfg, name) for name in ("synthetic-train", "synthetic-test")}
-    return stores, summaries
+    return precomputed
 
 
 def test_reference_stores_are_complete_and_sensible(reference):

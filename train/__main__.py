@@ -1,11 +1,38 @@
-"""`python -m train`: prints its usage until its issue lands."""
+"""`python -m train fit [key=value …]`: stage two (SPEC.md §3–§5).
+
+Trains from the stores in `train.stores` into `<runs>/<train.run or profile>/` (checkpoints,
+tensorboard logs, config.yaml); resumes from the run's latest checkpoint when there is one.
+`profile=paper` selects the paper's configuration; `train.device=cuda` a GPU; launch with
+`torchrun --nproc_per_node K -m train fit …` for DDP.
+"""
+from __future__ import annotations
+
+import argparse
 import sys
 
-USAGE = """usage: python -m train ...
+from core.config import load_config
 
-stage two: the conditional normalizing-flow trainer (issue 5).
-Not built yet: this entry point prints its usage until its issue lands."""
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    fit_cmd = sub.add_parser("fit", help="train (resumes a run)")
+    fit_cmd.add_argument("--max-steps", type=int, default=None,
+                         help="stop after this many more steps (checkpointing)")
+    fit_cmd.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
+    args = parser.parse_args(argv)
+    if args.command != "fit":
+        parser.print_help()
+        return 2
+    from .trainer import fit
+
+    cfg = load_config(args.overrides)
+    result = fit(cfg, args.max_steps)
+    print(f"run {result['run']}: step {result['step']}, losses " +
+          ", ".join(f"{k} {v:.4g}" for k, v in result["losses"].items()))
+    return 0
+
 
 if __name__ == "__main__":
-    print(USAGE)
-    sys.exit(2)
+    sys.exit(main())

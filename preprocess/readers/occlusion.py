@@ -12,17 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-
-def union_mask(gray: np.ndarray, person_below: float | None = None,
-               background_value: int | None = None) -> np.ndarray:
-    """(H, W) bool person mask of a decoded grey mask image: people are pixels darker than
-    `person_below` (BEDLAM `_env.png`: 127.5), or pixels other than `background_value` (AGORA:
-    76), or else non-zero pixels (EMDB-style masks). A dataset's rule is its reader's MASK_RULE."""
-    if person_below is not None:
-        return gray < person_below
-    if background_value is not None:
-        return gray != background_value
-    return gray > 0
+from stores.masks import union_mask
 
 
 def read_union_mask(path: Path, **rule) -> np.ndarray | None:

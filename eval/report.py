@@ -1,0 +1,168 @@
+"""Reports of an evaluation: `metrics.json`, `report.md` laid out like the paper's Tables 1
+and 2 (the paper's numbers beside ours for the real datasets), and the plots: PVE against the
+number of hypotheses (Fig. S1), crops with the cloud of hypotheses of the most ambiguous joint
+and the ground-truth star (Fig. 1), hypotheses overlaid on the crops."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from train.visualize import _crop_rgb  # noqa: E402
+
+from . import metrics  # noqa: E402
+from .protocol import Collected  # noqa: E402
+
+# SPEC.md §6: the paper's numbers (Tables 1 and 2), mm / % / px
+PAPER = {
+    "3dpw": {"best_of_100": {"mpjpe": 46.2, "pa_mpjpe": 29.8, "pve": 54.4},
+             "mode": {"mpjpe": 62.2, "pa_mpjpe": 40.9, "pve": 73.9}},
+    "emdb": {"best_of_100": {"mpjpe": 63.6, "pa_mpjpe": 40.9, "pve": 72.0},
+             "mode": {"mpjpe": 84.3, "pa_mpjpe": 56.1, "pve": 97.7},
+             "percin": 91.4, "mindist": 0.616},
+}
+
+
+def _weighted(pairs: list[tuple[float, int]]) -> float:
+    total = sum(n for _, n in pairs)
+    return float(sum(v * n for v, n in pairs) / total) if total else float("nan")
+
+
+def summarize(got: Collected, hypotheses: int, curve_ns: list[int]) -> dict:
+    """The metrics of SPEC.md §6 from the per-crop results."""
+    out: dict = {"crops": int(torch.cat(got.errors["mpjpe"]).shape[0]),
+                 "hypotheses": hypotheses, "best_of_n": {}, "mode": {}}
+    for name, parts in got.errors.items():
+        e = torch.cat(parts)
+        out["best_of_n"][name] = float(metrics.min_of_n(e).mean())
+        out["mode"][name] = float(e[:, 0].mean())
+    kp = torch.cat(got.kp2d)
+    out["kp2d_error_px"] = {"mode": float(np.nanmean(kp[:, 0].numpy())),
+                            "samples": float(np.nanmean(kp[:, 1:].numpy()))}
+    out["spread_3d_mm"] = {"visible": _weighted(got.spread_visible),
+                           "invisible": _weighted(got.spread_invisible)}
+    out["percin"] = _weighted(got.percin)
+    out["mindist_px"] = _weighted(got.mindist)
+    if got.pve_curve:
+        curve = torch.cat(got.pve_curve)
+        ns = [n for n in curve_ns if n <= curve.shape[1]]
+        out["pve_vs_n"] = {str(k): v for k, v in metrics.min_of_n_curve(curve, ns).items()}
+        out["pve_vs_n_crops"] = int(curve.shape[0])
+    return out
+
+
+def _fmt(v) -> str:
+    return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.1f}"
+
+
+def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, checkpoint: str,
+                 got: Collected) -> Path:
+    """metrics.json, report.md and the plots under out_dir; returns report.md."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {**result, "dataset": dataset, "protocol": protocol, "checkpoint": checkpoint}
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    paper = PAPER.get(dataset)  # only the real datasets have the paper's numbers
+    n = result["hypotheses"]
+    rows = [("ours", result["best_of_n"], result["mode"])]
+    if paper:
+        rows.append(("paper", paper["best_of_100"], paper["mode"]))
+    lines = [f"# Evaluation: {dataset} ({protocol} protocol)", "",
+             f"Checkpoint `{checkpoint}`, {result['crops']} crops, {n} hypotheses per crop "
+             "(the mode first).", "",
+             "## Distribution accuracy (Table 1), mm", "",
+             f"| | best of {n}: MPJPE | PA-MPJPE | PVE | mode: MPJPE | PA-MPJPE | PVE |",
+             "|---|---|---|---|---|---|---|"]
+    keys = ("mpjpe", "pa_mpjpe", "pve")
+    for name, best, mode in rows:
+        cells = [_fmt(best[k]) for k in keys] + [_fmt(mode[k]) for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Consistency, diversity, plausibility (Table 2)", "",
+              "| | 2DKP mode (px) | 2DKP samples (px) | 3D spread visible (mm) | "
+              "3D spread invisible (mm) | PercIn (%) | MinDist (px) |",
+              "|---|---|---|---|---|---|---|",
+              f"| ours | {_fmt(result['kp2d_error_px']['mode'])} | "
+              f"{_fmt(result['kp2d_error_px']['samples'])} | "
+              f"{_fmt(result['spread_3d_mm']['visible'])} | "
+              f"{_fmt(result['spread_3d_mm']['invisible'])} | {_fmt(result['percin'])} | "
+              f"{result['mindist_px']:.3f} |"]
+    if paper and "percin" in paper:
+        lines.append(f"| paper | | | | | {paper['percin']} | {paper['mindist']} |")
+    if not paper:
+        lines += ["", "This is a SYNTHETIC test set: the paper's numbers do not apply."]
+    lines += ["", "2D errors in the pixels of a 256 crop on visible joints (detector conf > 0.5);"
+              " spread and PercIn/MinDist on invisible joints use the random hypotheses.", ""]
+    if "pve_vs_n" in result:
+        _plot_curve(out_dir / "pve_vs_n.png", result["pve_vs_n"], result["pve_vs_n_crops"])
+        lines += ["## PVE against the number of hypotheses (Fig. S1)", "",
+                  "| N | " + " | ".join(result["pve_vs_n"]) + " |",
+                  "|---|" + "---|" * len(result["pve_vs_n"]),
+                  "| PVE (mm) | " + " | ".join(_fmt(v) for v in result["pve_vs_n"].values())
+                  + " |", "", "![PVE vs N](pve_vs_n.png)", ""]
+    _plot_clouds(out_dir / "ambiguous_joint_clouds.png", got.examples)
+    _plot_overlays(out_dir / "hypotheses.png", got.examples)
+    lines += ["## Plots", "", "![clouds](ambiguous_joint_clouds.png)", "",
+              "![hypotheses](hypotheses.png)", ""]
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def _plot_curve(path: Path, curve: dict, crops: int) -> None:
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([int(k) for k in curve], list(curve.values()), marker="o")
+    ax.set_xscale("log")
+    ax.set_xlabel("number of hypotheses N")
+    ax.set_ylabel("best-of-N PVE (mm)")
+    ax.set_title(f"PVE vs N ({crops} crops)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_clouds(path: Path, examples: list[dict]) -> None:
+    """Fig. 1: the 100 hypotheses of each crop's most ambiguous joint, and the ground truth."""
+    shown = examples[:8]
+    if not shown:
+        return
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.3 * len(shown), 2.6), squeeze=False)
+    for ax, ex in zip(axes[0], shown):
+        size = ex["image"].shape[-1]
+        pts = (ex["coco2d"].numpy() + 1) * size / 2
+        joint = int(np.argmax(pts.std(0).sum(-1)))
+        gt = (ex["gt_coco"].numpy()[joint] + 1) * size / 2
+        ax.imshow(_crop_rgb(ex["image"]))
+        ax.scatter(pts[:, joint, 0], pts[:, joint, 1], s=3, c="cyan", alpha=0.6)
+        ax.scatter([gt[0]], [gt[1]], s=80, marker="*", c="red")
+        ax.set_title(f"row {ex['row']}, joint {joint} (conf {float(ex['conf'][joint]):.2f})",
+                     fontsize=6)
+        ax.set_xlim(0, size)
+        ax.set_ylim(size, 0)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_overlays(path: Path, examples: list[dict]) -> None:
+    shown = examples[:8]
+    if not shown:
+        return
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.3 * len(shown), 2.6), squeeze=False)
+    for ax, ex in zip(axes[0], shown):
+        size = ex["image"].shape[-1]
+        pts = (ex["coco2d"].numpy() + 1) * size / 2
+        ax.imshow(_crop_rgb(ex["image"]))
+        ax.scatter(pts[1:, :, 0].ravel(), pts[1:, :, 1].ravel(), s=1, c="cyan", alpha=0.3)
+        ax.scatter(pts[0, :, 0], pts[0, :, 1], s=10, facecolors="none", edgecolors="yellow")
+        ax.set_xlim(0, size)
+        ax.set_ylim(size, 0)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,105 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.config import load_config
+from train import trainer
+from train.data import make_loader
+from train.model import ProbabilisticHMR
+from train.objective import loss_terms, total
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["train.batch_size=4", "train.workers=0", "model.flow_hidden=32", "model.flow_blocks=2",
+        "model.regressor_hidden=32", "model.backbone_options.out_features=16",
+        "model.pose_mlp=[51,32,16]", "model.samples_train=5", "train.checkpoint_every=2",
+        "train.log_every=1", "train.image_every=1000"]
+
+
+def _cfg(precomputed, body_models, tmp_path, *extra):
+    stores, _ = precomputed
+    return load_config([f"paths.stores={stores}", f"body.models={body_models}",
+                        f"paths.runs={tmp_path / 'runs'}", *TINY, *extra])
+
+
+def _batch(cfg, stores):
+    loader = make_loader(trainer.store_paths(cfg), cfg, 0, 0, 1, cfg.train.batch_size, 0)
+    return next(iter(loader))
+
+
+def test_gradients_reach_every_trainable_parameter_and_never_the_backbone(
+        precomputed, body_models, tmp_path):
+    cfg = _cfg(precomputed, body_models, tmp_path)
+    trainer.build_caches(cfg)
+    torch.manual_seed(0)
+    model = ProbabilisticHMR(cfg, cfg.body.models)
+    batch = _batch(cfg, precomputed[0])
+    model.train()
+    out = model(batch, cfg.model.samples_train)
+    total(loss_terms(out, batch, cfg), cfg).backward()
+    for name, p in model.named_parameters():
+        if name.startswith("backbone."):
+            assert not p.requires_grad and p.grad is None, name
+        else:
+            assert p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0, name
+    assert any(name.startswith("backbone.") for name, _ in model.named_parameters())
+
+
+def test_resume_reproduces_an_uninterrupted_run(precomputed, body_models, tmp_path):
+    straight = _cfg(precomputed, body_models, tmp_path, "train.iterations=4", "train.run=a")
+    trainer.fit(straight)
+    resumed = _cfg(precomputed, body_models, tmp_path, "train.iterations=4", "train.run=b")
+    first = trainer.fit(resumed, max_steps=2)
+    assert first["step"] == 2
+    second = trainer.fit(resumed)
+    assert second["step"] == 4
+    a = torch.load(tmp_path / "runs/a/checkpoints/step_00000004.pt", weights_only=False)
+    b = torch.load(tmp_path / "runs/b/checkpoints/step_00000004.pt", weights_only=False)
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
+    assert a["next_example"] == b["next_example"] == 16
+    assert (tmp_path / "runs/a/config.yaml").exists() and list((tmp_path / "runs/a/tb").iterdir())
+
+
+def test_non_finite_loss_stops_naming_step_and_term(
+        precomputed, body_models, tmp_path, monkeypatch):
+    cfg = _cfg(precomputed, body_models, tmp_path, "train.iterations=3", "train.run=nan")
+
+    def poisoned(out, batch, cfg):
+        return {"nll": torch.tensor(float("nan")), "orth": out.pose6d.sum() * 0}
+
+    monkeypatch.setattr(trainer, "loss_terms", poisoned)
+    with pytest.raises(trainer.NonFiniteLoss, match="step 0.*nll=nan"):
+        trainer.fit(cfg)
+
+
+def test_paper_profile_builds_the_papers_model(body_models):
+    cfg = load_config(["profile=paper", f"body.models={body_models}"])
+    model = ProbabilisticHMR(cfg, cfg.body.models)
+    flow = sum(p.numel() for p in model.flow.parameters())
+    per_subnet = (66 + 979) * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 132 + 132
+    assert flow == 8 * 2 * per_subnet  # condition 720 + 256 + 3 = 979
+    head = model.head.net
+    assert head[0].in_features == 720 + 256 + 3 + 11 + 3 and head[-1].out_features == 14
+    assert model.pose_condition.net[0].in_features == 51
+    backbone = sum(p.numel() for p in model.backbone.parameters())
+    assert backbone > 50e6 and not any(p.requires_grad for p in model.backbone.parameters())
+    image = torch.zeros(1, 3, 224, 224)
+    assert model.backbone(image).shape == (1, 720)
+
+
+def test_ddp_smoke_two_processes_gloo(precomputed, body_models, tmp_path):
+    stores, _ = precomputed
+    args = [f"paths.stores={stores}", f"body.models={body_models}",
+            f"paths.runs={tmp_path / 'runs'}", *TINY, "train.iterations=2", "train.run=ddp"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2",
+                           "-m", "train", "fit", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = torch.load(tmp_path / "runs/ddp/checkpoints/step_00000002.pt", weights_only=False)
+    assert state["step"] == 2 and state["next_example"] == 2 * 4 * 2

@@ -1,0 +1,222 @@
+"""Stage-two losses (SPEC.md §4; paper Sec. 4.2-4.4, Eq. 4-8).
+
+Conventions of the inputs. All 2D coordinates are normalised to the model crop, [−1, 1] over the
+square box, x horizontal (columns) and y vertical (rows). B images; the hypotheses of an image
+are slot 0 = the mode (z = 0) and slots 1..N = random flow samples. COCO-17 joint order is
+`body.joints.COCO17_NAMES`.
+
+Every loss is one batched tensor expression over batch × joints × samples (no Python loops over
+them), keeps the device and dtype of its inputs and returns a scalar. `total_loss` combines the
+terms with the weights of `pipelines.yaml` `loss_weights`, whose names are `LOSS_NAMES`.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from body.joints import COCO17_HIGHLY_ARTICULATED
+
+# The names of the terms and of their weights (pipelines.yaml `loss_weights`).
+LOSS_NAMES = ("nll", "betas", "keypoints_2d", "orth", "camera", "mmd", "mask")
+
+# Defaults: the paper's values, also in pipelines.yaml `losses` (the caller passes the config's).
+MMD_KERNEL_SCALES = (0.05, 0.20, 0.90)
+NUM_COCO = 17
+
+
+def nll_loss(log_prob: Tensor, dim: int = 132) -> Tensor:
+    """NLL of the ground-truth pose per dimension (SPEC.md §4 "NLL", paper Eq. 5).
+
+    −mean(log_prob) / dim, with log_prob (B,) = log p(θ̂ + ε | c) of the flattened 22 × 6 = 132-D
+    ground-truth 6D pose. The caller adds the Gaussian noise ε (std `losses.nll_noise`) first.
+    """
+    return -log_prob.mean() / dim
+
+
+def betas_loss(pred_betas: Tensor, gt_betas: Tensor) -> Tensor:
+    """Shape loss on the mode (SPEC.md §4 "β", paper Eq. 5): mean over images of ‖β − β̂‖².
+
+    pred_betas, gt_betas (B, 11); the squared error is summed over the betas.
+    """
+    return (pred_betas - gt_betas).square().sum(-1).mean()
+
+
+def keypoints_2d_loss(pred_body2d_mode: Tensor, gt_body2d: Tensor, valid: Tensor) -> Tensor:
+    """L1 reprojection loss of the mode only (SPEC.md §4 "2D", paper Eq. 6).
+
+    pred_body2d_mode (B, 24, 2) projected joints of slot 0; gt_body2d (B, 24, 2); valid (B, 24)
+    bool. Mean of |pred − gt| over the valid joints × 2 coordinates (0 when none is valid).
+    Invalid ground truth (which may hold NaN) never reaches the value or the gradient.
+    """
+    v = valid[..., None]
+    gt = torch.where(v, gt_body2d, torch.zeros_like(gt_body2d))
+    err = (pred_body2d_mode - gt).abs() * v
+    return err.sum() / (2 * valid.sum()).clamp_min(1)
+
+
+def orth_loss(pred_pose6d: Tensor) -> Tensor:
+    """Orthonormality of the 6D rotations (SPEC.md §4 "orth", paper Sec. 4.4, ProHMR).
+
+    pred_pose6d (..., 6), the two ROWS of a rotation matrix (body/rotations.py), e.g.
+    (B, 1 + N, 22, 6) for mode and samples. A = the 2 × 3 rows; the squared Frobenius norm
+    ‖A·Aᵀ − I₂‖² of each 6D, averaged over all 6Ds (every leading index).
+    """
+    a = pred_pose6d.unflatten(-1, (2, 3))
+    eye = torch.eye(2, dtype=a.dtype, device=a.device)
+    return (a @ a.transpose(-1, -2) - eye).square().sum((-1, -2)).mean()
+
+
+def camera_loss(cam_scale: Tensor, scale_factor: float = 10.0) -> Tensor:
+    """Keeps the weak-perspective scale positive (SPEC.md §4 "camera"): mean(exp(−f·s)²).
+
+    cam_scale (B,) or any shape; f = `losses.camera_scale_factor` (10).
+    """
+    return torch.exp(-scale_factor * cam_scale).square().mean()
+
+
+def _highly_articulated(device: torch.device) -> Tensor:
+    """(17,) bool: the COCO joints whose MMD target may be heatmap samples (SPEC.md §4)."""
+    flags = torch.zeros(NUM_COCO, dtype=torch.bool, device=device)
+    flags[list(COCO17_HIGHLY_ARTICULATED)] = True
+    return flags
+
+
+def mmd_targets(gt_coco: Tensor, hm_samples: Tensor, max_conf: Tensor, gt_in_view: Tensor,
+                uncertain_conf: float = 0.7, min_conf: float = 0.15,
+                invisible_conf: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Target sets and weights of the joint-wise MMD (SPEC.md §4 "MMD", paper Sec. 4.2, 5).
+
+    gt_coco (B, 17, 2); hm_samples (B, 17, M, 2) heatmap samples; max_conf (B, 17) detector
+    maximum confidence; gt_in_view (B, 17) bool, the ground truth lies inside the detector's field
+    of view and the crop.
+
+    Target of joint k: its M heatmap samples iff k is highly articulated AND
+    min_conf < max_conf < uncertain_conf AND gt_in_view; otherwise the ground-truth joint repeated
+    M times. Weight 0 for a joint that is not highly articulated and invisible
+    (max_conf < invisible_conf), and for a joint whose ground truth is not in view; else 1.
+
+    Returns target (B, 17, M, 2) and weight (B, 17) in the dtype of hm_samples.
+    """
+    articulated = _highly_articulated(max_conf.device)
+    uncertain = (max_conf > min_conf) & (max_conf < uncertain_conf)
+    use_samples = articulated & uncertain & gt_in_view
+    target = torch.where(use_samples[..., None, None], hm_samples,
+                         gt_coco[:, :, None, :].expand_as(hm_samples))
+    ignored = (~articulated & (max_conf < invisible_conf)) | ~gt_in_view
+    return target, (~ignored).to(hm_samples.dtype)
+
+
+def imq_kernel(a: Tensor, b: Tensor, scales: Sequence[float] = MMD_KERNEL_SCALES) -> Tensor:
+    """Mixture of inverse multiquadrics (paper Eq. 8) for all pairs of two point sets.
+
+    a (..., P, 2), b (..., Q, 2) -> (..., P, Q): Σ_s s² / (s² + ‖a_p − b_q‖²). Leading dimensions
+    broadcast. The squared distance is formed from differences (no ‖a‖² + ‖b‖² − 2ab
+    cancellation), so coincident points give exactly len(scales) and finite gradients.
+    """
+    d2 = (a[..., :, None, :] - b[..., None, :, :]).square().sum(-1)
+    s2 = torch.as_tensor(scales, dtype=d2.dtype, device=d2.device).square()
+    return (s2 / (s2 + d2[..., None])).sum(-1)
+
+
+def mmd_loss(pred: Tensor, target: Tensor, weight: Tensor,
+             scales: Sequence[float] = MMD_KERNEL_SCALES, unbiased: bool = True) -> Tensor:
+    """Joint-wise squared MMD between flow samples and targets (SPEC.md §4, paper Eq. 4, 8).
+
+    pred (B, 17, N, 2) projected COCO joints of the N random samples (mode excluded); target
+    (B, 17, M, 2) from `mmd_targets`; weight (B, 17). Per image and joint
+
+        MMD² = mean_{i≠j} k(x_i, x_j) + mean_{i≠j} k(y_i, y_j) − 2 mean_{i,j} k(x_i, y_j)
+
+    with the IMQ kernel k of `imq_kernel`. unbiased=True (the paper's Eq. 4, default) excludes
+    the diagonal of the two within-set terms (needs N, M ≥ 2); unbiased=False is the reference
+    release's biased estimator (all pairs in every term). Result: sum(w · MMD²) / max(sum(w), 1).
+    Targets of zero-weight joints (which may hold NaN) are replaced by 0 and cannot leak.
+    """
+    n, m = pred.shape[-2], target.shape[-2]
+    if unbiased and min(n, m) < 2:
+        raise ValueError(f"the unbiased MMD needs at least 2 points per set, got {n} and {m}")
+    target = torch.where(weight[..., None, None] > 0, target, torch.zeros_like(target))
+    kxx = imq_kernel(pred, pred, scales)  # (B, 17, N, N)
+    kyy = imq_kernel(target, target, scales)  # (B, 17, M, M)
+    kxy = imq_kernel(pred, target, scales)  # (B, 17, N, M)
+    if unbiased:
+        xx = (kxx.sum((-1, -2)) - kxx.diagonal(dim1=-2, dim2=-1).sum(-1)) / (n * (n - 1))
+        yy = (kyy.sum((-1, -2)) - kyy.diagonal(dim1=-2, dim2=-1).sum(-1)) / (m * (m - 1))
+    else:
+        xx, yy = kxx.mean((-1, -2)), kyy.mean((-1, -2))
+    mmd = xx + yy - 2 * kxy.mean((-1, -2))
+    return (weight * mmd).sum() / weight.sum().clamp_min(1)
+
+
+def _mask_lookup(points: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Inside-the-crop flag and mask value at each point, O(points) memory.
+
+    points (B, P, 2) normalised; mask (B, H, W) bool. Pixel (row i, col j) covers
+    x ∈ [−1 + 2j/W, −1 + 2(j+1)/W), y likewise with H; the crop is the closed square [−1, 1]²
+    (x = 1 falls in the last column). Returns in_crop (B, P) and on_mask (B, P), both bool.
+    """
+    h, w = mask.shape[-2:]
+    x, y = points.unbind(-1)
+    in_crop = (x >= -1) & (x <= 1) & (y >= -1) & (y <= 1)
+    # NaN/inf coordinates become 0 before the cast; they are out of the crop anyway
+    col = torch.nan_to_num((x + 1) * (w / 2)).floor().clamp(0, w - 1).long()
+    row = torch.nan_to_num((y + 1) * (h / 2)).floor().clamp(0, h - 1).long()
+    on_mask = mask.flatten(1).gather(1, row * w + col)
+    return in_crop, on_mask
+
+
+def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
+              hm_inside: Tensor, gt_coco: Tensor, mask: Tensor, use_mask: Tensor,
+              invisible_conf: float = 0.5) -> Tensor:
+    """Penalises samples of invisible joints that land off the person (SPEC.md §4, Sec. 4.3).
+
+    pred_coco_samples (B, 17, N, 2) projected COCO joints of the random samples; max_conf (B, 17);
+    hm_samples (B, 17, M, 2) and hm_inside (B, 17, M) bool (sample inside the union mask);
+    gt_coco (B, 17, 2); mask (B, H, W) bool crop-aligned union person mask; use_mask (B,) bool.
+
+    A point is penalised when its joint is invisible (max_conf < invisible_conf), it lies inside
+    the crop [−1, 1]² and its pixel of `mask` is off the person, and use_mask holds for its image.
+    Its loss is the L1 distance to the L1-closest candidate target of its image; the candidates
+    are all the image's heatmap samples inside the mask (of every joint) plus its 17 ground-truth
+    COCO joints, unconditionally (the reference release's rule; non-finite ones are dropped).
+    Result: mean over the penalised points, 0 when there are none. Gradients reach pred only.
+
+    Memory: the mask is read by one gather per point (`_mask_lookup`), never compared with all
+    its pixels; the only pairwise array is the (B, 17·N, 17·M + 17) candidate distance, computed
+    without autograd, so nothing grows with H·W beyond the mask itself.
+    """
+    b, k, n, _ = pred_coco_samples.shape
+    pred = pred_coco_samples.reshape(b, k * n, 2)
+    with torch.no_grad():
+        in_crop, on_mask = _mask_lookup(pred.detach(), mask)
+        invisible = (max_conf < invisible_conf)[:, :, None].expand(b, k, n).reshape(b, k * n)
+        penalised = invisible & in_crop & ~on_mask & use_mask[:, None]
+
+        candidates = torch.cat([hm_samples.reshape(b, -1, 2), gt_coco], 1).detach().to(pred.dtype)
+        valid = torch.cat([hm_inside.reshape(b, -1), torch.ones_like(gt_coco[..., 0], dtype=bool)],
+                          1) & candidates.isfinite().all(-1)
+        candidates = torch.where(valid[..., None], candidates, torch.zeros_like(candidates))
+        dist = torch.cdist(pred.detach(), candidates, p=1)  # (B, 17·N, 17·M + 17)
+        dist = dist.masked_fill(~valid[:, None, :], float("inf"))
+        nearest_dist, nearest = dist.min(-1)
+        penalised &= nearest_dist.isfinite()  # an image without any candidate adds nothing
+        nearest_xy = candidates.gather(1, nearest[..., None].expand(b, k * n, 2))
+    l1 = (pred - nearest_xy).abs().sum(-1)
+    l1 = torch.where(penalised, l1, torch.zeros_like(l1))
+    return l1.sum() / penalised.sum().clamp_min(1)
+
+
+def total_loss(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+    """Σ weight · term over the names in `terms` (SPEC.md §4 table; paper Sec. 4.4, overall loss).
+
+    weights: e.g. pipelines.yaml `loss_weights`; names are `LOSS_NAMES`. A term without a weight
+    raises KeyError naming it (a weight without a term is allowed: the term is switched off).
+    """
+    unknown = sorted(name for name in terms if name not in weights)
+    if unknown:
+        raise KeyError(f"loss terms without a weight: {unknown} (weights: {sorted(weights)})")
+    if not terms:
+        raise ValueError("total_loss needs at least one term")
+    return sum(float(weights[name]) * term for name, term in terms.items())

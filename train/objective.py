@@ -1,0 +1,37 @@
+"""The training objective (SPEC.md §4): every loss term of one step, from a batch and the
+model's hypotheses; the weights come from `loss_weights` in pipelines.yaml."""
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from . import losses
+from .model import POSE_DIM, Hypotheses
+
+
+def loss_terms(out: Hypotheses, batch: dict, cfg: DictConfig) -> dict[str, torch.Tensor]:
+    """Named loss terms: mode (slot 0) for β and 2D, random hypotheses (slots 1..) for MMD and
+    the mask loss, all of them for the orthogonality term."""
+    lc = cfg.losses
+    samples = out.coco2d[:, 1:]
+    targets, weight = losses.mmd_targets(batch["gt_coco"], batch["hm_samples"],
+                                         batch["max_conf"], batch["gt_in_view"],
+                                         lc.mmd_uncertain_conf, lc.mmd_min_conf, lc.invisible_conf)
+    terms = {
+        "nll": losses.nll_loss(out.log_prob_gt, POSE_DIM),
+        "betas": losses.betas_loss(out.betas, batch["gt_betas"]),
+        "keypoints_2d": losses.keypoints_2d_loss(out.body2d[:, 0], batch["gt_body2d"],
+                                                 batch["gt_body2d_valid"]),
+        "orth": losses.orth_loss(out.pose6d),
+        "camera": losses.camera_loss(out.cam[:, 0], lc.camera_scale_factor),
+        "mmd": losses.mmd_loss(samples.transpose(1, 2), targets, weight,
+                               tuple(lc.mmd_kernel_scales), lc.mmd_unbiased),
+        "mask": losses.mask_loss(samples.transpose(1, 2), batch["max_conf"],
+                                 batch["hm_samples"], batch["hm_inside"], batch["gt_coco"],
+                                 batch["mask"], batch["use_mask"], lc.invisible_conf),
+    }
+    return {name: term for name, term in terms.items() if cfg.loss_weights[name] != 0}
+
+
+def total(terms: dict[str, torch.Tensor], cfg: DictConfig) -> torch.Tensor:
+    return losses.total_loss(terms, cfg.loss_weights)

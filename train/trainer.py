@@ -1,0 +1,160 @@
+"""The training loop of stage two (SPEC.md §5): AdamW, any device, AMP on CUDA, DDP through
+torchrun, checkpoints every N steps and on SIGTERM, exact resume, a NaN/Inf guard, tensorboard,
+a progress bar, the resolved config saved with the run.
+
+Every random draw of step t comes from streams seeded by (seed, t, rank) — the data by the
+global example counter, the model's sampling by `torch.manual_seed` at each step — so resuming
+from a checkpoint reproduces an uninterrupted run exactly (on CPU).
+"""
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from core.seeding import stable_seed
+
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .context_cache import build_context_cache
+from .data import make_loader
+from .distributed import Process, barrier, init_process, shutdown
+from .model import ProbabilisticHMR
+from .objective import loss_terms, total
+from .visualize import hypotheses_figure
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss term became NaN or Inf: training stops, naming the step and the term."""
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.runs) / (cfg.train.run or cfg.profile)
+
+
+def store_paths(cfg: DictConfig) -> list[Path]:
+    paths = [Path(cfg.paths.stores) / f"{name}.zarr" for name in cfg.train.stores]
+    missing = [str(p) for p in paths if not (p / "zarr.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"train.stores: no store at {', '.join(missing)}; run "
+                                "`make precompute DATASET=…` first")
+    return paths
+
+
+def build_caches(cfg: DictConfig) -> list[Path]:
+    """The training stores, each with its context cache built (or found current)."""
+    stores = store_paths(cfg)
+    for store in stores:
+        build_context_cache(store, cfg.model.crop_size, cfg.train.context_factor,
+                            workers=cfg.train.workers or 1)
+    return stores
+
+
+def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
+    bad = {k: float(v) for k, v in terms.items() if not torch.isfinite(v)}
+    if bad:
+        raise NonFiniteLoss(f"non-finite loss at step {step}: " +
+                            ", ".join(f"{k}={v}" for k, v in bad.items()))
+
+
+class _Stop:
+    """Set by SIGTERM: finish the step, checkpoint, leave."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
+    """Train until `train.iterations` (or `max_steps` more steps); returns the last losses."""
+    t = cfg.train
+    process = init_process(t.device)
+    out_dir = run_dir(cfg)
+    stores = store_paths(cfg)
+    if process.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+        build_caches(cfg)
+    barrier(process)
+    torch.manual_seed(t.seed)
+    model = ProbabilisticHMR(cfg, cfg.body.models).to(process.device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=t.lr, weight_decay=t.weight_decay)
+    amp = t.amp and process.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    step, next_example = 0, 0
+    last = latest_checkpoint(out_dir)
+    if last is not None:
+        state = load_checkpoint(last, model, optimizer, scaler)
+        step, next_example = state["step"], state["next_example"]
+    net = DistributedDataParallel(model) if process.world_size > 1 else model
+    per_step = t.batch_size * process.world_size
+    loader = make_loader(stores, cfg, next_example, process.rank, process.world_size,
+                         t.batch_size, t.workers)
+    end = t.iterations if max_steps is None else min(t.iterations, step + max_steps)
+    writer = SummaryWriter(out_dir / "tb") if process.main else None
+    stop = _Stop()
+    last_terms: dict[str, float] = {}
+    bar = tqdm(total=end, initial=step, desc=f"train {out_dir.name}", unit="step",
+               disable=not process.main)
+    try:
+        batches = iter(loader)
+        while step < end and not stop.requested:
+            torch.manual_seed(stable_seed(t.seed, "step", step, process.rank) % 2 ** 63)
+            batch = {k: v.to(process.device, non_blocking=True) for k, v in next(batches).items()}
+            net.train()
+            with torch.autocast(process.device.type, enabled=amp):
+                out = net(batch, cfg.model.samples_train)
+                terms = loss_terms(out, batch, cfg)
+            _check_finite(terms, step)
+            loss = total(terms, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            step += 1
+            next_example += per_step
+            last_terms = {k: float(v.detach()) for k, v in terms.items()} | {
+                "total": float(loss.detach())}
+            bar.update(1)
+            if writer is not None:
+                _log(writer, step, last_terms, out, batch, t)
+            if process.main and (step % t.checkpoint_every == 0 or step == end):
+                save_checkpoint(out_dir, model, optimizer, scaler, step, next_example, cfg)
+        if stop.requested and process.main:
+            save_checkpoint(out_dir, model, optimizer, scaler, step, next_example, cfg)
+    finally:
+        stop.restore()
+        bar.close()
+        if writer is not None:
+            writer.close()
+        barrier(process)
+        shutdown(process)
+    return {"step": step, "losses": last_terms, "run": str(out_dir)}
+
+
+def _log(writer: SummaryWriter, step: int, terms: dict, out, batch: dict, t: DictConfig) -> None:
+    if step % t.log_every == 0 or step == 1:
+        for name, value in terms.items():
+            writer.add_scalar(f"loss/{name}", value, step)
+        writer.add_scalar("time/wall", time.time(), step)
+    if step % t.image_every == 0 or step == 1:
+        writer.add_figure("hypotheses", hypotheses_figure(batch, out), step)
+
+
+__all__ = ["NonFiniteLoss", "Process", "fit", "run_dir"]
