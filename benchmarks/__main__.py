@@ -16,6 +16,7 @@ from .data_path import bench_data_path
 from .fast_joints import bench_fast_joints
 from .postprocess import bench_postprocess
 from .report import write_report
+from .train_step import bench_train_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = {"fast_joints_vs_smplx": bench_fast_joints(models),
                    **bench_postprocess(models)}  # postprocess_crops_per_s, sample_bytes_per_crop
         figures["data_path_examples_per_s"] = bench_data_path(models)
+        figures["train_step_vs_flow"] = bench_train_step(models)
     json_path, table = write_report(Path(args.out), figures)
     print(table.read_text())
     print(f"written: {json_path}, {table}")

@@ -57,6 +57,14 @@ def summarize(got: Collected, hypotheses: int, curve_ns: list[int]) -> dict:
     return out
 
 
+def rounded(value, digits: int = 6):
+    """Floats of a result rounded to `digits` decimals (reports must not depend on the last
+    bits of multithreaded float reductions)."""
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    return round(value, digits) if isinstance(value, float) else value
+
+
 def _fmt(v) -> str:
     return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.1f}"
 
@@ -65,7 +73,8 @@ def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, check
                  got: Collected) -> Path:
     """metrics.json, report.md and the plots under out_dir; returns report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {**result, "dataset": dataset, "protocol": protocol, "checkpoint": checkpoint}
+    result = rounded({**result, "dataset": dataset, "protocol": protocol,
+                      "checkpoint": checkpoint})
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     paper = PAPER.get(dataset)  # only the real datasets have the paper's numbers
     n = result["hypotheses"]

@@ -1,0 +1,86 @@
+"""The CPU step-time breakdown of stage two at the paper's flow size (batch 64 × (1 + 25)
+hypotheses, 8 blocks of 1024 units, condition 979): data, backbone, flow forward+backward, body
+(fast joints and camera), losses. Goal: a step ≤ 1.3 × its flow forward+backward. The frozen
+backbone is reported beside the step and outside the ratio: its features do not depend on the
+trained weights (a cache of them is a drop-in) and HRNet-W48 on a CPU would swamp every other
+figure; the breakdown with it is in the details."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from core.config import load_config
+from train.model import POSE_DIM, ProbabilisticHMR
+from train.objective import loss_terms, total
+
+
+def _timed(fn, repeats: int) -> tuple[float, object]:
+    fn()
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def _batch(b: int, crop: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.rand(*s, generator=g)  # noqa: E731
+    return {"image": r(b, 3, crop, crop), "det_kp": r(b, 17, 3) * 2 - 1,
+            "bbox_cond": r(b, 3) * 0.2, "center": r(b, 2) * 100 + 300,
+            "scale": r(b) + 1.0, "focal": torch.full((b,), 1000.0),
+            "img_size": torch.tensor([[640.0, 360.0]]).expand(b, 2),
+            "gt_pose6d": torch.eye(3)[:2].flatten().expand(b, 22, 6).clone(),
+            "gt_betas": torch.zeros(b, 11), "gt_body2d": r(b, 24, 2) * 2 - 1,
+            "gt_body2d_valid": torch.ones(b, 24, dtype=torch.bool),
+            "gt_coco": r(b, 17, 2) * 2 - 1, "max_conf": r(b, 17),
+            "gt_in_view": torch.ones(b, 17, dtype=torch.bool),
+            "hm_samples": r(b, 17, 25, 2) * 2 - 1, "hm_inside": r(b, 17, 25) > 0.3,
+            "mask": r(b, crop, crop) > 0.5, "use_mask": torch.ones(b, dtype=torch.bool)}
+
+
+def bench_train_step(body_models: Path, batch: int = 64, repeats: int = 2) -> dict:
+    cfg = load_config(["profile=paper", f"body.models={body_models}",
+                       "model.backbone=small_cnn", "model.backbone_options.out_features=720"])
+    torch.manual_seed(0)
+    model = ProbabilisticHMR(cfg, cfg.body.models).train()
+    data = _batch(batch, cfg.model.crop_size)
+    n = cfg.model.samples_train
+    t_backbone, _ = _timed(lambda: model.backbone(data["image"]), repeats)
+    with torch.no_grad():
+        cond, head_in = model.conditions(data)
+    cond = cond.detach()
+
+    def flow_fwd_bwd():
+        pose = model.flow.sample_with_mode(cond, n)
+        log_prob = model.flow.log_prob(data["gt_pose6d"].flatten(1), cond)
+        (pose.square().mean() - log_prob.mean() / POSE_DIM).backward()
+        model.zero_grad(set_to_none=True)
+
+    t_flow, _ = _timed(flow_fwd_bwd, repeats)
+
+    def step():
+        out = model(data, n)
+        loss = total(loss_terms(out, data, cfg), cfg)
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        return out
+
+    t_step, out = _timed(step, repeats)
+    with torch.no_grad():
+        pose = model.flow.sample_with_mode(cond, n).unflatten(-1, (22, 6))
+        log_prob = model.flow.log_prob(data["gt_pose6d"].flatten(1), cond)
+        betas, cam = model.head(head_in)
+    t_body, out = _timed(lambda: model.project(pose, betas, cam, data, log_prob), repeats)
+    t_loss, _ = _timed(lambda: loss_terms(out, data, cfg), repeats)
+    without_backbone = t_step - t_backbone
+    ratio = without_backbone / t_flow
+    return {"value": round(ratio, 2), "unit": "x flow fwd+bwd", "goal": "<= 1.3",
+            "met": bool(ratio <= 1.3), "batch": f"{batch} x {1 + n}",
+            "step_s": round(t_step, 3), "backbone_s (small_cnn, frozen)": round(t_backbone, 3),
+            "flow_fwd_bwd_s": round(t_flow, 3), "body_and_camera_s": round(t_body, 4),
+            "losses_s": round(t_loss, 4),
+            "data_s": "see data_path_examples_per_s (DataLoader workers overlap the step)"}
