@@ -24,7 +24,8 @@ from core.config import load_config
 from core.seeding import rng_for
 from stores.store import Store
 from train.augment import augment_box, photometric
-from train.context_cache import MASK_RULES, build_context_cache, cache_path, union_mask
+from stores.masks import union_mask
+from train.context_cache import build_context_cache, cache_path
 from train.data import ExampleSettings, TrainingExamples, _normalize
 
 WORLD = ["synthetic.bedlam.folders=[synthetic_a]", "synthetic.bedlam.sequences_per_folder=4",
@@ -56,7 +57,7 @@ class ReferenceLoader:
     def __init__(self, store_path: Path, npy_dir: Path, settings: ExampleSettings) -> None:
         store = Store(store_path)
         self.root = Path(store.attrs["root"])
-        self.rule = MASK_RULES[store.attrs["format"]]
+        self.rule = store.attrs["mask_rule"]
         self.labels = store.labels()
         self.det = store.read("detector/keypoints")
         self.npy_dir, self.s = npy_dir, settings

@@ -39,7 +39,7 @@ from preprocess.filtering import filter_reasons
 from preprocess.heatmaps import decode_dark_udp, index_to_uv, row_uniforms, sample_heatmaps
 from preprocess.mask_distance import DistanceField
 from preprocess.readers import MASK_RULES, read_bedlam
-from preprocess.readers.occlusion import union_mask
+from stores.masks import union_mask
 from preprocess.synthetic import world
 from stores.labels import LabelRows
 from stores.schema import KEPT

@@ -130,8 +130,9 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
                 got.mindist.append((mind, count))
         if sum(len(c) for c in got.pve_curve) < curve_crops:
             got.pve_curve.append(_pve_curve(evaluator, batch, gt, curve_max, generator))
-        if len(got.examples) < 8:
-            for i in range(len(rows)):
+        spacing = max(1, len(data) // 8)  # plot crops spread over the whole test set
+        for i in np.flatnonzero(rows % spacing == 0):
+            if len(got.examples) < 8:
                 got.examples.append({
                     "row": int(rows[i]), "image": batch["image"][i].cpu(),
                     "coco2d": out.coco2d[i].cpu(), "gt_coco": gt_crop[i].cpu(),

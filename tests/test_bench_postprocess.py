@@ -9,7 +9,7 @@ from core.config import load_config
 from preprocess.chunk_task import process_chunk
 from preprocess.precompute import _settings
 from preprocess.readers import read_bedlam
-from preprocess.readers.occlusion import union_mask
+from stores.masks import union_mask
 from stores.store import Store
 
 ROWS, CHUNK = 12, 6
