@@ -167,6 +167,9 @@ def _mask_lookup(points: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return in_crop, on_mask
 
 
+_FAR = 1e6  # normalised crop units: farther than any real point
+
+
 def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
               hm_inside: Tensor, gt_coco: Tensor, mask: Tensor, use_mask: Tensor,
               invisible_conf: float = 0.5) -> Tensor:
@@ -197,11 +200,11 @@ def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
         candidates = torch.cat([hm_samples.reshape(b, -1, 2), gt_coco], 1).detach().to(pred.dtype)
         valid = torch.cat([hm_inside.reshape(b, -1), torch.ones_like(gt_coco[..., 0], dtype=bool)],
                           1) & candidates.isfinite().all(-1)
-        candidates = torch.where(valid[..., None], candidates, torch.zeros_like(candidates))
-        dist = torch.cdist(pred.detach(), candidates, p=1)  # (B, 17·N, 17·M + 17)
-        dist = dist.masked_fill(~valid[:, None, :], float("inf"))
-        nearest_dist, nearest = dist.min(-1)
-        penalised &= nearest_dist.isfinite()  # an image without any candidate adds nothing
+        # invalid candidates are moved far away rather than masked, so the (B, 17·N, 17·M + 17)
+        # distance is the only pairwise array ever allocated (≈ 48 MB at batch 64 × 25)
+        candidates = torch.where(valid[..., None], candidates, torch.full_like(candidates, _FAR))
+        nearest_dist, nearest = torch.cdist(pred.detach(), candidates, p=1).min(-1)
+        penalised &= nearest_dist < _FAR  # an image without any candidate adds nothing
         nearest_xy = candidates.gather(1, nearest[..., None].expand(b, k * n, 2))
     l1 = (pred - nearest_xy).abs().sum(-1)
     l1 = torch.where(penalised, l1, torch.zeros_like(l1))
