@@ -103,3 +103,29 @@ def test_ddp_smoke_two_processes_gloo(precomputed, body_models, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     state = torch.load(tmp_path / "runs/ddp/checkpoints/step_00000002.pt", weights_only=False)
     assert state["step"] == 2 and state["next_example"] == 2 * 4 * 2
+
+
+def test_sigterm_checkpoints_then_resume_continues(precomputed, body_models, tmp_path):
+    import signal
+    import threading
+    import time
+
+    cfg = _cfg(precomputed, body_models, tmp_path, "train.iterations=100000",
+               "train.checkpoint_every=100000", "train.run=term")
+    tb = tmp_path / "runs/term/tb"
+
+    def terminate():
+        deadline = time.time() + 120
+        while not (tb.exists() and any(tb.iterdir())) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate, daemon=True).start()
+    result = trainer.fit(cfg)
+    assert 0 < result["step"] < 100000
+    saved = torch.load(tmp_path / f"runs/term/checkpoints/step_{result['step']:08d}.pt",
+                       weights_only=False)
+    assert saved["next_example"] == result["step"] * 4
+    again = trainer.fit(cfg, max_steps=1)
+    assert again["step"] == result["step"] + 1
