@@ -33,12 +33,13 @@ class HeatmapSamples:
 
 
 def _sampling_cdf(heatmaps: torch.Tensor, min_value: float) -> torch.Tensor:
-    """(B, J, H·W) float64 cumulative weights: values < min_value and negatives count 0, an
-    all-zero heatmap counts 1 everywhere (uniform)."""
-    weights = heatmaps.flatten(-2).float().clamp_min(0)
-    weights = torch.where(weights >= min_value, weights, 0.0)
+    """(B, J, H·W) float32 cumulative weights: values < min_value (negatives included) count 0,
+    an all-zero heatmap counts 1 everywhere (uniform). A per-row sequential sum, so a row's CDF
+    does not depend on the batch."""
+    maps = heatmaps.flatten(-2).float()
+    weights = torch.where(maps >= min_value, maps, 0.0)
     weights = torch.where(weights.amax(-1, keepdim=True) > 0, weights, 1.0)
-    return weights.double().cumsum(-1)
+    return weights.cumsum(-1)
 
 
 def sample_heatmaps(heatmaps: torch.Tensor, uniforms: torch.Tensor,
@@ -51,7 +52,7 @@ def sample_heatmaps(heatmaps: torch.Tensor, uniforms: torch.Tensor,
     """
     cdf = _sampling_cdf(heatmaps, min_value)
     total = cdf[..., -1:]
-    targets = uniforms.to(device=cdf.device, dtype=torch.float64) * total
+    targets = uniforms.to(device=cdf.device, dtype=cdf.dtype) * total
     # u·total may round up to total; the largest float below it still selects a positive pixel.
     targets = torch.minimum(targets, torch.nextafter(total, torch.zeros_like(total)))
     index = torch.searchsorted(cdf, targets.contiguous(), right=True).sort(-1).values
@@ -73,41 +74,37 @@ def _gaussian_kernel(size: int, device: torch.device) -> torch.Tensor:
     return (kernel / kernel.sum()).float()
 
 
-def _band_matrix(kernel: torch.Tensor, n: int) -> torch.Tensor:
-    """(n, n) matrix of the 1-D convolution with an odd `kernel`, zero outside [0, n)."""
-    r = kernel.numel() // 2
-    i = torch.arange(n, device=kernel.device)
-    lag = i[None, :] - i[:, None]
-    return torch.where(lag.abs() <= r, kernel[(lag + r).clamp(0, 2 * r)], 0.0)
-
-
-def _blur(heatmaps: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, J, H·W) float32 Gaussian blur of each (H, W) map (zero outside), rescaled to the
-    map's original maximum. Separable, as two banded matrix products."""
-    h, w = heatmaps.shape[-2:]
+def _blurred_log_patch(heatmaps: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+                       size: int) -> torch.Tensor:
+    """(B, J, 3, 3) float64 log of the Gaussian-blurred heatmaps (zero outside the map, clamped
+    to ≥ 1e-10) at the 3 × 3 pixels around (u, v) (B, J, 1). Only these nine values of the blur
+    enter the Newton step, so only they are computed (from a (size + 2)² window); DARK's rescale
+    of the blurred map to the original maximum adds a constant to the log and cancels."""
+    w = heatmaps.shape[-1]
+    r = size // 2 + 1
     kernel = _gaussian_kernel(size, heatmaps.device)
-    maps = heatmaps.float()
-    blurred = (_band_matrix(kernel, h) @ maps @ _band_matrix(kernel, w).T).flatten(-2)
-    peak, blurred_peak = maps.flatten(-2).amax(-1), blurred.amax(-1)
-    gain = torch.where(blurred_peak > 0, peak / blurred_peak, 1.0)
-    return blurred * gain[..., None]
+    padded = torch.nn.functional.pad(heatmaps.float(), (r, r, r, r)).flatten(-2)
+    span = torch.arange(-r, r + 1, device=heatmaps.device)
+    rows = (v + r)[..., None] + span[:, None]  # (B, J, 2r+1, 1)
+    cols = (u + r)[..., None] + span[None, :]  # (B, J, 1, 2r+1)
+    window = padded.gather(-1, (rows * (w + 2 * r) + cols).flatten(-2)).unflatten(
+        -1, (2 * r + 1, 2 * r + 1))
+    band = torch.stack([torch.nn.functional.pad(kernel, (k, 2 - k)) for k in range(3)])
+    patch = band @ window @ band.T  # (B, J, 3, 3): rows v−1..v+1, columns u−1..u+1
+    return patch.double().clamp_min(1e-10).log()
 
 
-def _newton_offset(maps: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+def _newton_offset(logs: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
                    h: int, w: int) -> torch.Tensor:
-    """(B, J, 1, 2) float64 Newton step −H⁻¹·∇ of log(max(maps, 1e-10)) (maps (B, J, H·W)) at
-    pixels (u, v) (B, J, 1), from central differences; zero at the border and where the Hessian
-    is not negative definite (which includes singular); clamped to ±1 px."""
-    interior = (u > 0) & (u < w - 1) & (v > 0) & (v < h - 1)
-    centre = v.clamp(1, h - 2) * w + u.clamp(1, w - 2)
-
-    def at(du: int, dv: int) -> torch.Tensor:
-        return maps.gather(-1, centre + dv * w + du).double().clamp_min(1e-10).log()
-
-    f0 = at(0, 0)
-    dx, dy = (at(1, 0) - at(-1, 0)) / 2, (at(0, 1) - at(0, -1)) / 2
-    dxx, dyy = at(1, 0) - 2 * f0 + at(-1, 0), at(0, 1) - 2 * f0 + at(0, -1)
-    dxy = (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1)) / 4
+    """(B, J, 2) float64 Newton step −H⁻¹·∇ from central differences of a 3 × 3 log patch
+    (B, J, 3, 3); zero at the border and where the Hessian is not negative definite (which
+    includes singular); clamped to ±1 px."""
+    interior = ((u > 0) & (u < w - 1) & (v > 0) & (v < h - 1)).squeeze(-1)
+    f = logs
+    dx, dy = (f[..., 1, 2] - f[..., 1, 0]) / 2, (f[..., 2, 1] - f[..., 0, 1]) / 2
+    dxx = f[..., 1, 2] - 2 * f[..., 1, 1] + f[..., 1, 0]
+    dyy = f[..., 2, 1] - 2 * f[..., 1, 1] + f[..., 0, 1]
+    dxy = (f[..., 2, 2] - f[..., 2, 0] - f[..., 0, 2] + f[..., 0, 0]) / 4
     det = dxx * dyy - dxy**2
     valid = interior & (dxx < 0) & (det > 0)
     safe_det = torch.where(valid, det, torch.ones_like(det))
@@ -128,6 +125,6 @@ def decode_dark_udp(heatmaps: torch.Tensor,
     index = flat.argmax(-1, keepdim=True)
     conf = flat.gather(-1, index).squeeze(-1).float()
     u, v = index % w, torch.div(index, w, rounding_mode="floor")
-    offset = _newton_offset(_blur(heatmaps, blur_kernel), u, v, h, w).squeeze(-2)
+    offset = _newton_offset(_blurred_log_patch(heatmaps, u, v, blur_kernel), u, v, h, w)
     uv = torch.cat([u, v], -1).double() + offset
     return uv.float(), conf

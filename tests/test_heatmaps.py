@@ -178,3 +178,28 @@ def test_decode_batched_equals_per_row():
         uv_i, conf_i = decode_dark_udp(maps[i:i + 1])
         torch.testing.assert_close(uv_i[0], uv[i], rtol=0, atol=1e-6)
         assert torch.equal(conf_i[0], conf[i])
+
+
+def test_dark_refinement_equals_a_full_blur_oracle():
+    """Blurring only the 3 × 3 around the peak equals DARK on the fully blurred map (cv2)."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    h, w = 64, 48
+    yy, xx = np.mgrid[0:h, 0:w]
+    maps = np.zeros((6, h, w), np.float32)
+    for m in maps:
+        for _ in range(3):
+            cx, cy, s = rng.uniform(3, w - 4), rng.uniform(3, h - 4), rng.uniform(1.5, 4)
+            m += rng.uniform(0.2, 1) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+    uv, _ = decode_dark_udp(torch.from_numpy(maps)[None])
+    for j, m in enumerate(maps):
+        blurred = cv2.GaussianBlur(m, (11, 11), 0, borderType=cv2.BORDER_CONSTANT)
+        f = np.log(np.maximum(blurred.astype(np.float64), 1e-10))
+        v, u = np.unravel_index(np.argmax(m), m.shape)
+        dx, dy = (f[v, u + 1] - f[v, u - 1]) / 2, (f[v + 1, u] - f[v - 1, u]) / 2
+        dxx, dyy = f[v, u + 1] - 2 * f[v, u] + f[v, u - 1], f[v + 1, u] - 2 * f[v, u] + f[v - 1, u]
+        dxy = (f[v + 1, u + 1] - f[v + 1, u - 1] - f[v - 1, u + 1] + f[v - 1, u - 1]) / 4
+        hessian = np.array([[dxx, dxy], [dxy, dyy]])
+        expected = np.array([u, v]) - np.clip(np.linalg.solve(hessian, [dx, dy]), -1, 1)
+        np.testing.assert_allclose(uv[0, j].numpy(), expected, atol=1e-4)
