@@ -45,6 +45,7 @@ class ArraySpec:
     row_shape: tuple[int, ...]
     dtype: str
     fill: float | int | bool = 0
+    codec: str = "default"  # a key of stores.store.CODECS (chosen by measured bytes per crop)
 
 
 def result_specs(samples: int) -> tuple[ArraySpec, ...]:
@@ -54,11 +55,12 @@ def result_specs(samples: int) -> tuple[ArraySpec, ...]:
         # the detector's highest-likelihood pose (DARK-UDP): image x, y and the heatmap maximum
         ArraySpec("detector/keypoints", (NUM_JOINTS, 3), "float32"),
         # heatmap samples: flat heatmap pixel index v·48 + u, sorted per joint (a multiset)
-        ArraySpec("samples/index", per_sample, "uint16"),
+        ArraySpec("samples/index", per_sample, "uint16", codec="sorted_index"),
         # the raw heatmap value at each sample
-        ArraySpec("samples/value", per_sample, "float16"),
+        ArraySpec("samples/value", per_sample, "float16", codec="byte_shuffled"),
         # distance (image px) from the sample's image pixel to the union person mask; inf: no mask
-        ArraySpec("samples/mask_distance", per_sample, "float16", fill=float("inf")),
+        ArraySpec("samples/mask_distance", per_sample, "float16", fill=float("inf"),
+                  codec="repeating"),
         ArraySpec("status/reason", (), "uint8"),
     )
 

@@ -9,17 +9,31 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import zarr
+import zarr.codecs.numcodecs
 from zarr.codecs import BloscCodec
 
 from .labels import LabelRows
 from .schema import SCHEMA_VERSION, ArraySpec, label_array_name, result_specs, row_dtype
 
+# numcodecs' Delta is not in the Zarr v3 core spec; these stores are read by this code base
+warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
 COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+# Codecs of the sample arrays, by measured bytes per crop on the synthetic stores (benchmarks:
+# sample_bytes_per_crop): a delta filter turns sorted indices into small steps; byte shuffling
+# suits the float16 values; the distances repeat with their (sorted, duplicated) samples.
+CODECS = {
+    "default": {"compressors": COMPRESSOR},
+    "sorted_index": {"filters": [zarr.codecs.numcodecs.Delta(dtype="uint16")],
+                     "compressors": BloscCodec(cname="zstd", clevel=9, shuffle="noshuffle")},
+    "byte_shuffled": {"compressors": BloscCodec(cname="zstd", clevel=9, shuffle="shuffle")},
+    "repeating": {"compressors": BloscCodec(cname="zstd", clevel=9, shuffle="noshuffle")},
+}
 DONE = "status/chunk_done"
 # zarr skips chunks equal to the fill value by default, but here a written chunk must exist as a
 # file (verify tells a missing chunk from a written one). The setting is per process, not stored
@@ -144,4 +158,4 @@ class Store:
 def _create(group, spec: ArraySpec, n: int, chunk_rows: int) -> None:
     group.create_array(spec.name, shape=(n,) + spec.row_shape,
                        chunks=(chunk_rows,) + spec.row_shape, dtype=spec.dtype,
-                       fill_value=spec.fill, compressors=COMPRESSOR)
+                       fill_value=spec.fill, **CODECS[spec.codec])
