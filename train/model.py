@@ -57,14 +57,15 @@ class PoseCondition(nn.Module):
 
 class ShapeCameraHead(nn.Module):
     """HMR iterative regressor (SPEC.md §3): [features, β, cam] → 1024 → dropout → 1024 →
-    dropout → residual (β, cam), 3 iterations from the mean parameters."""
+    dropout → residual (β, cam), 3 iterations from the mean parameters. Linear layers without
+    activations in between, as in HMR and the reference release."""
 
     def __init__(self, features: int, hidden: int, iterations: int, dropout: float) -> None:
         super().__init__()
         self.iterations = iterations
-        self.net = nn.Sequential(nn.Linear(features + NUM_BETAS + 3, hidden), nn.ReLU(),
-                                 nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Dropout(dropout), nn.Linear(hidden, NUM_BETAS + 3))
+        self.net = nn.Sequential(nn.Linear(features + NUM_BETAS + 3, hidden), nn.Dropout(dropout),
+                                 nn.Linear(hidden, hidden), nn.Dropout(dropout),
+                                 nn.Linear(hidden, NUM_BETAS + 3))
         nn.init.xavier_uniform_(self.net[-1].weight, gain=0.01)
         nn.init.zeros_(self.net[-1].bias)
         self.register_buffer("mean", torch.tensor([0.0] * NUM_BETAS + list(MEAN_CAMERA)))

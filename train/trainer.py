@@ -21,6 +21,7 @@ from tqdm import tqdm
 from core.seeding import stable_seed
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoints_external import apply_backbone_checkpoint
 from .context_cache import build_context_cache
 from .data import make_loader
 from .distributed import Process, barrier, init_process, shutdown
@@ -88,7 +89,9 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
         build_caches(cfg)
     barrier(process)
     torch.manual_seed(t.seed)
-    model = ProbabilisticHMR(cfg, cfg.body.models).to(process.device)
+    model = ProbabilisticHMR(cfg, cfg.body.models)
+    apply_backbone_checkpoint(model, cfg)
+    model.to(process.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=t.lr, weight_decay=t.weight_decay)
     amp = t.amp and process.device.type == "cuda"

@@ -9,9 +9,11 @@ from typing import Callable
 
 from preprocess.detectors.base import CropRequest, Detector
 from preprocess.detectors.synthetic import SyntheticDetector
+from preprocess.detectors.vitpose import ViTPoseDetector
 
 DETECTORS: dict[str, Callable[..., Detector]] = {
     "synthetic": SyntheticDetector,
+    "vitpose": ViTPoseDetector,
 }
 
 
@@ -25,4 +27,5 @@ def make_detector(name: str, **options) -> Detector:
     return factory(**options)
 
 
-__all__ = ["CropRequest", "DETECTORS", "Detector", "SyntheticDetector", "make_detector"]
+__all__ = ["CropRequest", "DETECTORS", "Detector", "SyntheticDetector", "ViTPoseDetector",
+           "make_detector"]

@@ -1,0 +1,300 @@
+"""Checkpoints from outside the project (FORMATS.md, "HRNet-W48 backbone" and "The reference
+release's own files"):
+
+- `load_bedlam_cliff_backbone(hrnet, path)`: BEDLAM-CLIFF's HRNet-W48 weights
+  (`bedlam_cliff_3dpw_ft_backbone.pth`, or a whole BEDLAM-CLIFF Lightning `.ckpt`) into our
+  `HRNetW48`, strictly; `apply_backbone_checkpoint(model, cfg)` does it for
+  `model.backbone_checkpoint`.
+- `load_reference_checkpoint(model, path)`: the reference release's `humr_best.ckpt` into a
+  `ProbabilisticHMR`: the flow exactly, the rest by the table `REFERENCE_NAMES` below.
+
+Where the names come from. The BEDLAM-CLIFF / reference HRNet (the PARE `PoseHighResolutionNet`
+with `DOWNSAMPLE=True, USE_CONV=True`) uses the same module names as our `HRNetW48` (conv1 … stage4,
+`downsample_stage_{1,2,3}`, `None` slots kept in `transition*` and `fuse_layers`), plus a 24-joint
+`final_layer` that the 720-D output never uses: the mapping is "strip the prefix, drop
+`final_layer`". The flow layout is FORMATS.md's (FrEIA GraphINN `module_list.{2k}` coupling,
+`module_list.{2k+1}` permutation). Every other reference name in `REFERENCE_NAMES` is INFERRED
+from the reference's public source (the Lightning module keeps the network as `self.model`; its
+`Humr` has `backbone`, `joints_enc` = Linear, ReLU, Linear, `head` = `HMRShapeCamHead` with `fc1`,
+`fc2`, `decshape`, `deccam`, buffers `init_shape` (1, 11), `init_cam` (1, 3), and `flow`), not
+checked against a real `humr_best.ckpt`.
+
+The shape/camera head is fc1 → dropout → fc2 → dropout → decshape/deccam without activations,
+in the reference as in ours (SPEC.md §3). The reference's flow subnets are Linear → Dropout → ReLU
+(ours ReLU → Dropout): the same function, since dropout only scales by a non-negative factor.
+
+Files are read with `torch.load(weights_only=True)`; a Lightning checkpoint whose hyper-parameters
+pickle classes of packages not installed here (lightning's `AttributeDict`, yacs' `CfgNode`) is
+read again by a restricted unpickler that resolves only torch's weights-only allowlist and turns
+every other class into an inert placeholder: nothing in the file is imported or executed.
+"""
+from __future__ import annotations
+
+import pickle
+import types
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from .backbones import HRNetW48
+
+# ---- the reference release's names ---------------------------------------------------------
+# (our name in ProbabilisticHMR, reference name(s) in the checkpoint's `state_dict`, provenance).
+# A name ending in "." is a prefix: every key under it maps one to one, the rest of the key kept.
+# Otherwise it is one key, made by concatenating the reference tensors along the first axis
+# (after flattening leading singleton axes to the target's rank).
+REFERENCE_NAMES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("flow.", ("model.flow.",), "FORMATS.md"),
+    ("backbone.backbone.", ("model.backbone.",), "inferred"),
+    ("pose_condition.net.0.", ("model.joints_enc.0.",), "inferred"),
+    ("pose_condition.net.2.", ("model.joints_enc.2.",), "inferred"),
+    ("head.net.0.", ("model.head.fc1.",), "inferred"),
+    ("head.net.2.", ("model.head.fc2.",), "inferred"),
+    ("head.net.4.weight", ("model.head.decshape.weight", "model.head.deccam.weight"), "inferred"),
+    ("head.net.4.bias", ("model.head.decshape.bias", "model.head.deccam.bias"), "inferred"),
+    ("head.mean", ("model.head.init_shape", "model.head.init_cam"), "inferred"),
+)
+# reference keys known to carry nothing we load: the pose HRNet's joint heatmap layer, the body
+# models and regressors the Lightning module and its SMPL-X camera head register as buffers
+REFERENCE_IGNORED: tuple[str, ...] = (
+    "model.backbone.final_layer.", "model.smpl.", "smplx.", "smpl_neutral.", "J_regressor",
+    "loss_fn.",
+)
+# our keys no checkpoint provides: the body model's joint regressors (built from its files)
+OURS_FROM_ELSEWHERE: tuple[str, ...] = ("body.",)
+# where the flow anchors the reference layout; keys are re-rooted so this sits under "model."
+REFERENCE_ROOT = "model."
+FLOW_ANCHOR = "flow.module_list.0.subnet1.0.weight"
+
+# ---- BEDLAM-CLIFF's HRNet -------------------------------------------------------------------
+# prefixes of the backbone inside the files seen in the wild, most specific first; "" is the
+# bare `*_backbone.pth` state dict
+BACKBONE_PREFIXES: tuple[str, ...] = (
+    "model.backbone.", "module.model.backbone.", "module.backbone.", "backbone.", "module.", "")
+BACKBONE_IGNORED: tuple[str, ...] = ("final_layer.",)  # the 24-joint heatmap conv
+BACKBONE_ANCHOR = "conv1.weight"  # the stem: every HRNet state dict has it
+OPTIONAL_SUFFIX = ".num_batches_tracked"  # BatchNorm step counters: unused in eval mode
+
+
+# ---- reading files --------------------------------------------------------------------------
+class _Opaque(dict):
+    """Stands for a class a checkpoint names but this loader does not import: takes any
+    constructor arguments, items, list items and state, and does nothing with them."""
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+
+    def __setstate__(self, state) -> None:
+        self.__dict__["state"] = state
+
+    def append(self, item) -> None:
+        pass
+
+    def extend(self, items) -> None:
+        pass
+
+
+def _restricted_pickle_module() -> types.ModuleType:
+    """A `pickle_module` for `torch.load` that resolves torch's weights-only allowlist and
+    replaces every other global by an `_Opaque` subclass of the same name."""
+    from torch import _weights_only_unpickler as wo
+
+    allowed = dict(wo._get_allowed_globals())
+    allowed.update(wo._get_user_allowed_globals())
+    stubs: dict[str, type] = {}
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            full = f"{module}.{name}"
+            if full in allowed:
+                return allowed[full]
+            if full not in stubs:
+                stubs[full] = type(name, (_Opaque,), {"__module__": f"opaque.{module}"})
+            return stubs[full]
+
+    def load(file, **kwargs):
+        return Unpickler(file, **kwargs).load()
+
+    module = types.ModuleType("restricted_pickle")
+    module.Unpickler, module.load = Unpickler, load
+    module.__dict__["UnpicklingError"] = pickle.UnpicklingError
+    return module
+
+
+def _torch_load(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return torch.load(path, map_location="cpu", weights_only=False,
+                          pickle_module=_restricted_pickle_module())
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The tensors of a checkpoint file: its `state_dict` (Lightning), else its `model` or
+    `state_dict`-less mapping of tensors (a bare `.pth`); non-tensor entries are dropped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file {path}")
+    obj = _torch_load(path)
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a state dict or a checkpoint dict, got "
+                         f"{type(obj).__name__}")
+    for key in ("state_dict", "model"):
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    state = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not state:
+        raise ValueError(f"{path}: no tensors found")
+    return state
+
+
+def _names(keys, limit: int = 20) -> str:
+    keys = sorted(keys)
+    more = f", … ({len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+# ---- BEDLAM-CLIFF HRNet-W48 -----------------------------------------------------------------
+def bedlam_cliff_backbone_prefix(state: Mapping[str, Tensor]) -> str:
+    """The prefix under which `state` holds the HRNet (one of `BACKBONE_PREFIXES`)."""
+    for prefix in BACKBONE_PREFIXES:
+        if prefix + BACKBONE_ANCHOR in state:
+            return prefix
+    raise KeyError(f"no HRNet stem '{BACKBONE_ANCHOR}' under any of the prefixes "
+                   f"{[p for p in BACKBONE_PREFIXES if p]} or at the top level")
+
+
+def load_bedlam_cliff_backbone(hrnet: HRNetW48, path: str | Path) -> None:
+    """Load BEDLAM-CLIFF's HRNet-W48 weights from `path` into `hrnet`, strictly.
+
+    `path`: `bedlam_cliff_3dpw_ft_backbone.pth` (the HRNet's state dict plus a 24-joint
+    `final_layer`, ignored) or a BEDLAM-CLIFF Lightning `.ckpt` (`state_dict` with the backbone
+    under `model.backbone.`; other prefixes of `BACKBONE_PREFIXES` accepted, keys outside the
+    prefix ignored). Raises KeyError naming the missing or unexpected backbone keys and the file,
+    ValueError naming a key whose shape differs. BatchNorm `num_batches_tracked` counters may be
+    absent (ours are kept).
+    """
+    path = Path(path)
+    state = read_state_dict(path)
+    try:
+        prefix = bedlam_cliff_backbone_prefix(state)
+    except KeyError as err:
+        raise KeyError(f"{path}: {err.args[0]}") from None
+    # a bare state dict: every key is the backbone's; under a prefix: only those keys
+    theirs = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    theirs = {k: v for k, v in theirs.items() if not k.startswith(BACKBONE_IGNORED)}
+    ours = hrnet.state_dict()
+    missing = [k for k in ours if k not in theirs and not k.endswith(OPTIONAL_SUFFIX)]
+    unexpected = [k for k in theirs if k not in ours]
+    if missing or unexpected:
+        parts = ([f"missing backbone keys: {_names(missing)}"] if missing else []) + \
+            ([f"unexpected backbone keys: {_names(unexpected)}"] if unexpected else [])
+        raise KeyError(f"{path} (backbone prefix {prefix!r}) does not match HRNetW48: " +
+                       "; ".join(parts))
+    for key, value in theirs.items():
+        if value.shape != ours[key].shape:
+            raise ValueError(f"{path}: backbone key {key!r} has shape {tuple(value.shape)}, "
+                             f"HRNetW48 expects {tuple(ours[key].shape)}")
+    full = {k: theirs.get(k, v) for k, v in ours.items()}
+    hrnet.load_state_dict(full, strict=True)
+
+
+def apply_backbone_checkpoint(model: nn.Module, cfg: DictConfig) -> bool:
+    """Load `cfg.model.backbone_checkpoint` (when set) into `model.backbone.backbone` (the
+    HRNet that `ProbabilisticHMR` wraps frozen); returns whether it loaded anything."""
+    path = cfg.model.get("backbone_checkpoint")
+    if not path:
+        return False
+    hrnet = model.backbone.backbone
+    if not isinstance(hrnet, HRNetW48):
+        raise TypeError(f"model.backbone_checkpoint holds HRNet-W48 weights but model.backbone "
+                        f"is {cfg.model.backbone!r} ({type(hrnet).__name__})")
+    load_bedlam_cliff_backbone(hrnet, path)
+    return True
+
+
+# ---- the reference release's humr_best.ckpt ------------------------------------------------
+def _reroot(state: Mapping[str, Tensor], path: Path) -> dict[str, Tensor]:
+    """`state` with its keys re-rooted so the flow sits under `REFERENCE_ROOT` (a state dict
+    saved from the bare network, or under DDP's `module.`, becomes the Lightning layout)."""
+    hits = [k[:-len(FLOW_ANCHOR)] for k in state if k.endswith(FLOW_ANCHOR)]
+    roots = [r for r in hits if r == "" or r.endswith(".")]
+    if not roots:
+        raise KeyError(f"{path}: no normalizing flow found (no key ending in '{FLOW_ANCHOR}')")
+    root = REFERENCE_ROOT if REFERENCE_ROOT in roots else min(roots, key=len)
+    if root == REFERENCE_ROOT:
+        return dict(state)
+    return {(REFERENCE_ROOT + k[len(root):] if k.startswith(root) else k): v
+            for k, v in state.items()}
+
+
+def _check_flow(flow_keys: dict[str, Tensor], ours: Mapping[str, Tensor], path: Path) -> None:
+    """The flow must match ours key for key, shape for shape, and in its permutations."""
+    missing = [k for k in ours if k.startswith("flow.") and k not in flow_keys]
+    unexpected = [k for k in flow_keys if k not in ours]
+    if missing or unexpected:
+        parts = ([f"missing flow keys: {_names(missing)}"] if missing else []) + \
+            ([f"unexpected flow keys: {_names(unexpected)}"] if unexpected else [])
+        raise KeyError(f"{path}: the flow does not match ours (blocks, layout): " +
+                       "; ".join(parts))
+    for key, value in flow_keys.items():
+        if value.shape != ours[key].shape:
+            raise ValueError(f"{path}: flow key {key!r} has shape {tuple(value.shape)}, ours "
+                             f"{tuple(ours[key].shape)} (flow dims, hidden size or condition "
+                             "size differ)")
+        if key.endswith((".perm", ".perm_inv")) and not torch.equal(value.long(), ours[key]):
+            raise ValueError(f"{path}: permutation {key!r} differs from ours (PermuteRandom "
+                             "seeded with the block index k); this flow was built differently")
+
+
+def _target_shape(value: Tensor, shape: torch.Size) -> Tensor:
+    return value.reshape(-1, *shape[1:]) if len(shape) else value.reshape(shape)
+
+
+def load_reference_checkpoint(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Load the reference release's `humr_best.ckpt` into a `ProbabilisticHMR`.
+
+    The flow (`model.flow.module_list.…`, FrEIA GraphINN layout) must match ours exactly: a
+    missing or unexpected flow key, a shape mismatch or a permutation other than our seeds'
+    raises. The rest maps by `REFERENCE_NAMES` as far as names match; a shape mismatch there
+    raises too. Returns {"loaded": our keys set, "missing": our keys left as they were (bar the
+    body model's, `OURS_FROM_ELSEWHERE`),
+    "unexpected": checkpoint keys not used, "ignored": checkpoint keys of `REFERENCE_IGNORED`}.
+    """
+    path = Path(path)
+    state = _reroot(read_state_dict(path), path)
+    ours = model.state_dict()
+    new: dict[str, Tensor] = {}
+    origin: dict[str, tuple[str, ...]] = {}  # our key -> the reference keys it came from
+    for our_name, ref_names, _ in REFERENCE_NAMES:
+        if our_name.endswith("."):
+            ref = ref_names[0]
+            for key, value in state.items():
+                if key.startswith(ref):
+                    new[our_name + key[len(ref):]] = value
+                    origin[our_name + key[len(ref):]] = (key,)
+        elif our_name in ours and all(r in state for r in ref_names):
+            target = ours[our_name].shape
+            new[our_name] = torch.cat([_target_shape(state[r], target) for r in ref_names])
+            origin[our_name] = ref_names
+    _check_flow({k: v for k, v in new.items() if k.startswith("flow.")}, ours, path)
+    new = {k: v for k, v in new.items() if k in ours}  # under a mapped prefix, but not ours
+    for key, value in new.items():
+        if value.shape != ours[key].shape:
+            raise ValueError(f"{path}: {key!r} (from the reference's "
+                             f"{', '.join(origin[key])}) has shape {tuple(value.shape)}, ours "
+                             f"{tuple(ours[key].shape)}")
+    model.load_state_dict(new, strict=False)
+    used = {r for k in new for r in origin[k]}
+    left = [k for k in state if k not in used]
+    missing = sorted(k for k in ours if k not in new and not k.startswith(OURS_FROM_ELSEWHERE))
+    return {"loaded": sorted(new), "missing": missing,
+            "unexpected": sorted(k for k in left if not k.startswith(REFERENCE_IGNORED)),
+            "ignored": sorted(k for k in left if k.startswith(REFERENCE_IGNORED))}
