@@ -59,7 +59,8 @@ def _check(cfg: DictConfig, name: str) -> DictConfig:
 def _source_files(entry: DictConfig) -> dict[str, str]:
     """SHA-256 of the dataset's label files, recorded in the store."""
     root = Path(entry.root)
-    patterns = {"bedlam": "processed_labels/*.npz", "emdb": "P*/*/P*_data.pkl"}
+    patterns = {"bedlam": "processed_labels/*.npz", "agora": "processed_labels/*.npz",
+                "emdb": "P*/*/P*_data.pkl", "3dpw": "sequenceFiles/*/*.pkl"}
     hashes = {}
     for path in sorted(root.glob(patterns[entry.format])):
         hashes[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -51,8 +51,10 @@ def test_identical_reports_for_a_fixed_seed(trained):
 
 
 def test_unknown_dataset_and_missing_checkpoint_are_named(trained, tmp_path):
-    with pytest.raises(KeyError, match="unknown dataset 'emdb'"):
-        run_evaluation(trained, "emdb")
+    with pytest.raises(KeyError, match="unknown dataset 'nope'"):
+        run_evaluation(trained, "nope")
+    with pytest.raises(FileNotFoundError, match="make precompute DATASET=emdb"):
+        run_evaluation(trained, "emdb")  # configured, but its store is not made
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         run_evaluation(trained, "synthetic-test", str(tmp_path / "none.pt"))
 

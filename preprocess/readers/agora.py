@@ -1,0 +1,124 @@
+"""AGORA in the BEDLAM-CLIFF label layout → normalised rows (FORMATS.md "BEDLAM / AGORA labels").
+
+The label files have the BEDLAM keys (bedlam.py) with 10 betas in `shape`; an 11th zero is padded
+(the 11-beta SMPL-X of the paper, FORMATS.md). Supported layout, every directory an argument and
+relative to `root`:
+
+    <root>/<label_dir>/<file>.npz                  label_dir "processed_labels",
+                                                   files ("agora-bfh", "agora-body")
+    <root>/<image_dir>/<imgname>                   image_dir "images"; 1280×720 PNG named e.g.
+                                                   ag_trainset_<scene>_cam00_00000_1280x720.png
+    <root>/<mask_dir>/<imgname stem><mask_suffix>  mask_dir "masks", mask_suffix "_all_person.png"
+
+The reference release's tree reads with root = its `data/`, label_dir "annotations", image_dir
+"training_images/images", mask_dir "env_masks/images" (its mask script renames AGORA's "Training
+Masks 1280x720" all-person masks to `<imgname stem>_all_person.png`). The all-person masks are
+colour images whose background reads as grey value 76 (pure red); every other pixel is a person.
+Camera-frame body = SMPL-X(pose_cam, shape + [0], transl = trans_cam + cam_ext[:3, 3]), neutral.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from body.cameras import perspective_projection
+from body.joints import NUM_BODY_JOINTS_SMPLX, SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
+from body.models import load_smplx
+from stores.labels import LabelRows
+
+from .bedlam import EXPECTED_SHAPES, REQUIRED, _image_size
+from .body import posed_body
+from .occlusion import off_mask_fraction, read_union_mask
+
+MASK_RULE = {"background_value": 76}  # all-person masks: background grey 76, people elsewhere
+DEFAULT_FILES = ("agora-bfh", "agora-body")
+NUM_BETAS = 11  # the paper's SMPL-X; AGORA's fits have 10, BEDLAM's 11
+
+
+def load_label_file(path: Path) -> dict[str, np.ndarray]:
+    """The arrays an AGORA label file needs, `shape` padded to 11 betas; raises naming the file
+    and the key when a file or key is missing or a shape is impossible."""
+    if not path.exists():
+        raise FileNotFoundError(f"AGORA label file not found: {path}")
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in REQUIRED if k not in f.files]
+        if missing:
+            raise KeyError(f"{path}: missing key(s) {missing}")
+        data = {k: f[k] for k in REQUIRED}
+    n = len(data["imgname"])
+    betas = data["shape"]
+    if betas.ndim != 2 or betas.shape[0] != n or betas.shape[1] not in (10, NUM_BETAS):
+        raise ValueError(f"{path}: key 'shape' has shape {betas.shape}, expected ({n}, 10) "
+                         f"(AGORA) or ({n}, {NUM_BETAS})")
+    data["shape"] = np.pad(betas, ((0, 0), (0, NUM_BETAS - betas.shape[1])))
+    for key, shape in EXPECTED_SHAPES.items():
+        if data[key].shape != (n,) + shape:
+            raise ValueError(f"{path}: key '{key}' has shape {data[key].shape}, "
+                             f"expected {(n,) + shape}")
+    kps = data["gtkps"]
+    if kps.ndim != 3 or kps.shape[0] != n or kps.shape[1] < 76 or kps.shape[2] not in (2, 3):
+        raise ValueError(f"{path}: key 'gtkps' has shape {data['gtkps'].shape}, expected "
+                         f"({n}, >=76, 2 or 3) projected SMPL-X joints")
+    return data
+
+
+def read_agora(root: str | Path, body_models: str | Path, train_fraction: float = 0.8,
+               files: list[str] | None = None, occlusion_threshold: float = 0.1,
+               label_dir: str = "processed_labels", image_dir: str = "images",
+               mask_dir: str = "masks", mask_suffix: str = "_all_person.png") -> LabelRows:
+    """Rows of the first `train_fraction` of each AGORA label file (`files`: stems under
+    `label_dir`, default agora-bfh and agora-body). Every file is checked before any body is
+    posed. BEDLAM-CLIFF's and the reference release's loaders use all AGORA rows (their 80 % cut
+    is for BEDLAM folders): pass train_fraction=1.0 for that."""
+    root = Path(root)
+    names = [Path(name).stem if name.endswith(".npz") else name
+             for name in (files or DEFAULT_FILES)]
+    paths = [root / label_dir / f"{name}.npz" for name in names]
+    loaded = [load_label_file(path) for path in paths]  # all checked before work
+    model = load_smplx(body_models, num_betas=NUM_BETAS)
+    parts = []
+    for path, data in zip(paths, loaded):
+        keep = np.arange(int(len(data["imgname"]) * train_fraction))
+        if not len(keep):
+            continue
+        data = {k: v[keep] for k, v in data.items()}
+        images = np.array([f"{image_dir}/{name}" for name in data["imgname"]])
+        masks = np.array([f"{mask_dir}/{Path(name).with_suffix('')}{mask_suffix}"
+                          for name in data["imgname"]])
+        parts.append(_rows(root, path, data, keep, images, masks, model, occlusion_threshold))
+    if not parts:
+        raise ValueError(f"no AGORA rows in {[str(p) for p in paths]} with "
+                         f"train_fraction={train_fraction}")
+    return LabelRows.concat(parts)
+
+
+def _rows(root: Path, path: Path, data: dict, rows: np.ndarray, images: np.ndarray,
+          masks: np.ndarray, model, occlusion_threshold: float) -> LabelRows:
+    """bedlam.py's row rule with AGORA's paths and mask rule."""
+    n = len(images)
+    pose = data["pose_cam"][:, : 3 * NUM_BODY_JOINTS_SMPLX].reshape(n, -1, 3)
+    transl = data["trans_cam"] + data["cam_ext"][:, :3, 3]
+    kps = data["gtkps"][..., :2]
+    sizes = {name: _image_size(root / name) for name in np.unique(images)}
+    occluded = np.zeros(n, bool)
+    verts, _ = posed_body(model, pose, data["shape"], transl)
+    uv = perspective_projection(verts, data["cam_int"])
+    for mask_name in np.unique(masks):
+        idx = np.flatnonzero(masks == mask_name)
+        mask = read_union_mask(root / mask_name, **MASK_RULE)
+        if mask is not None:  # a missing mask is stage one's to report
+            occluded[idx] = off_mask_fraction(uv[idx], mask) > occlusion_threshold
+    out = LabelRows(
+        body_model="smplx", image=images, mask=masks,
+        source=np.array([f"{path.name}:{i}" for i in rows]),
+        image_size=np.array([sizes[i] for i in images], np.int32).reshape(n, 2),
+        center=data["center"].astype(np.float32), scale=data["scale"].astype(np.float32),
+        cam_int=data["cam_int"].astype(np.float32), gender=np.full(n, "neutral"),
+        pose=pose.astype(np.float32), betas=data["shape"].astype(np.float32),
+        transl=transl.astype(np.float32),
+        kp2d_coco=kps[:, list(SMPLX_TO_COCO17)].astype(np.float32),
+        kp2d_body=kps[:, list(SMPLX_2D_LOSS_JOINTS)].astype(np.float32),
+        object_occluded=occluded)
+    out.validate(str(path))
+    return out
