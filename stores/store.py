@@ -26,13 +26,14 @@ warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr 
 COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 # Codecs of the sample arrays, by measured bytes per crop on the synthetic stores (benchmarks:
 # sample_bytes_per_crop): a delta filter turns sorted indices into small steps; byte shuffling
-# suits the float16 values; the distances repeat with their (sorted, duplicated) samples.
+# suits the float16 values; the distances repeat with their (sorted, duplicated) samples. zstd
+# level 3: level 9 saves another 18 % but costs 4.6 ms per crop to write, level 3 0.14 ms.
 CODECS = {
     "default": {"compressors": COMPRESSOR},
     "sorted_index": {"filters": [zarr.codecs.numcodecs.Delta(dtype="uint16")],
-                     "compressors": BloscCodec(cname="zstd", clevel=9, shuffle="noshuffle")},
-    "byte_shuffled": {"compressors": BloscCodec(cname="zstd", clevel=9, shuffle="shuffle")},
-    "repeating": {"compressors": BloscCodec(cname="zstd", clevel=9, shuffle="noshuffle")},
+                     "compressors": BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")},
+    "byte_shuffled": {"compressors": BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")},
+    "repeating": {"compressors": BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")},
 }
 DONE = "status/chunk_done"
 # zarr skips chunks equal to the fill value by default, but here a written chunk must exist as a
