@@ -18,6 +18,7 @@ Figures: `postprocess_crops_per_s` and `sample_bytes_per_crop`.
 from __future__ import annotations
 
 import gzip
+from abc import ABC, abstractmethod
 import multiprocessing
 import os
 import statistics
@@ -108,7 +109,7 @@ def _read_masks(root: Path, names: np.ndarray) -> dict[str, np.ndarray]:
     return masks
 
 
-class _Job:
+class _Job(ABC):
     """One side's work on the chunks of `inputs`, writing under `out`; one per worker process."""
 
     def __init__(self, inputs: Inputs, out: Path) -> None:
@@ -123,11 +124,13 @@ class _Job:
         self.write(index, sl, self.compute(sl, seed=index))
         return sl.stop - sl.start
 
+    @abstractmethod
     def compute(self, sl: slice, seed: int):
-        raise NotImplementedError
+        """This side's results for the rows `sl`."""
 
+    @abstractmethod
     def write(self, index: int, sl: slice, results) -> None:
-        raise NotImplementedError
+        """Write the results of chunk `index` this side's way."""
 
 
 class OursJob(_Job):

@@ -22,14 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from body.cameras import perspective_projection
-from body.joints import NUM_BODY_JOINTS_SMPLX, SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
 from body.models import load_smplx
 from stores.labels import LabelRows
 
-from .bedlam import EXPECTED_SHAPES, REQUIRED, _image_size
-from .body import posed_body
-from .occlusion import off_mask_fraction, read_union_mask
+from .bedlam import EXPECTED_SHAPES, REQUIRED, cliff_label_rows
 
 MASK_RULE = {"background_value": 76}  # all-person masks: background grey 76, people elsewhere
 DEFAULT_FILES = ("agora-bfh", "agora-body")
@@ -86,39 +82,9 @@ def read_agora(root: str | Path, body_models: str | Path, train_fraction: float 
         images = np.array([f"{image_dir}/{name}" for name in data["imgname"]])
         masks = np.array([f"{mask_dir}/{Path(name).with_suffix('')}{mask_suffix}"
                           for name in data["imgname"]])
-        parts.append(_rows(root, path, data, keep, images, masks, model, occlusion_threshold))
+        parts.append(cliff_label_rows(root, path, data, keep, images, masks, model,
+                                      occlusion_threshold, MASK_RULE))
     if not parts:
         raise ValueError(f"no AGORA rows in {[str(p) for p in paths]} with "
                          f"train_fraction={train_fraction}")
     return LabelRows.concat(parts)
-
-
-def _rows(root: Path, path: Path, data: dict, rows: np.ndarray, images: np.ndarray,
-          masks: np.ndarray, model, occlusion_threshold: float) -> LabelRows:
-    """bedlam.py's row rule with AGORA's paths and mask rule."""
-    n = len(images)
-    pose = data["pose_cam"][:, : 3 * NUM_BODY_JOINTS_SMPLX].reshape(n, -1, 3)
-    transl = data["trans_cam"] + data["cam_ext"][:, :3, 3]
-    kps = data["gtkps"][..., :2]
-    sizes = {name: _image_size(root / name) for name in np.unique(images)}
-    occluded = np.zeros(n, bool)
-    verts, _ = posed_body(model, pose, data["shape"], transl)
-    uv = perspective_projection(verts, data["cam_int"])
-    for mask_name in np.unique(masks):
-        idx = np.flatnonzero(masks == mask_name)
-        mask = read_union_mask(root / mask_name, **MASK_RULE)
-        if mask is not None:  # a missing mask is stage one's to report
-            occluded[idx] = off_mask_fraction(uv[idx], mask) > occlusion_threshold
-    out = LabelRows(
-        body_model="smplx", image=images, mask=masks,
-        source=np.array([f"{path.name}:{i}" for i in rows]),
-        image_size=np.array([sizes[i] for i in images], np.int32).reshape(n, 2),
-        center=data["center"].astype(np.float32), scale=data["scale"].astype(np.float32),
-        cam_int=data["cam_int"].astype(np.float32), gender=np.full(n, "neutral"),
-        pose=pose.astype(np.float32), betas=data["shape"].astype(np.float32),
-        transl=transl.astype(np.float32),
-        kp2d_coco=kps[:, list(SMPLX_TO_COCO17)].astype(np.float32),
-        kp2d_body=kps[:, list(SMPLX_2D_LOSS_JOINTS)].astype(np.float32),
-        object_occluded=occluded)
-    out.validate(str(path))
-    return out

@@ -78,6 +78,15 @@ def read_bedlam(root: str | Path, body_models: str | Path, folders: list[str] | 
 def _rows_of_folder(root, folder, path, data, rows, model, occlusion_threshold) -> LabelRows:
     images = np.array([f"images/{folder}/png/{name}" for name in data["imgname"]])
     masks = np.array([f"images/{folder}/masks/{name[:-4]}_env.png" for name in data["imgname"]])
+    return cliff_label_rows(root, path, data, rows, images, masks, model, occlusion_threshold,
+                            MASK_RULE)
+
+
+def cliff_label_rows(root: Path, path: Path, data: dict, rows: np.ndarray, images: np.ndarray,
+                     masks: np.ndarray, model, occlusion_threshold: float,
+                     mask_rule: dict) -> LabelRows:
+    """Normalised rows of BEDLAM-CLIFF-layout labels (BEDLAM, AGORA) with their image and mask
+    paths: camera-frame body = SMPL-X(pose_cam, transl = trans_cam) + cam_ext[:3, 3]."""
     n = len(images)
     pose = data["pose_cam"][:, : 3 * NUM_BODY_JOINTS_SMPLX].reshape(n, -1, 3)
     transl = data["trans_cam"] + data["cam_ext"][:, :3, 3]
@@ -88,13 +97,13 @@ def _rows_of_folder(root, folder, path, data, rows, model, occlusion_threshold) 
     uv = perspective_projection(verts, data["cam_int"])
     for mask_name in np.unique(masks):
         idx = np.flatnonzero(masks == mask_name)
-        mask = read_union_mask(root / mask_name, **MASK_RULE)
+        mask = read_union_mask(root / mask_name, **mask_rule)
         if mask is not None:  # a missing mask is stage one's to report
             occluded[idx] = off_mask_fraction(uv[idx], mask) > occlusion_threshold
-    rows_out = LabelRows(
+    out = LabelRows(
         body_model="smplx", image=images, mask=masks,
         source=np.array([f"{path.name}:{i}" for i in rows]),
-        image_size=np.array([sizes[i] for i in images], np.int32),
+        image_size=np.array([sizes[i] for i in images], np.int32).reshape(n, 2),
         center=data["center"].astype(np.float32), scale=data["scale"].astype(np.float32),
         cam_int=data["cam_int"].astype(np.float32), gender=np.full(n, "neutral"),
         pose=pose.astype(np.float32), betas=data["shape"].astype(np.float32),
@@ -102,5 +111,5 @@ def _rows_of_folder(root, folder, path, data, rows, model, occlusion_threshold) 
         kp2d_coco=kps[:, list(SMPLX_TO_COCO17)].astype(np.float32),
         kp2d_body=kps[:, list(SMPLX_2D_LOSS_JOINTS)].astype(np.float32),
         object_occluded=occluded)
-    rows_out.validate(str(path))
-    return rows_out
+    out.validate(str(path))
+    return out
