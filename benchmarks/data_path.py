@@ -28,6 +28,8 @@ from stores.masks import union_mask
 from train.context_cache import build_context_cache, cache_path
 from train.data import ExampleSettings, TrainingExamples, _normalize
 
+from .timing import timed
+
 WORLD = ["synthetic.bedlam.folders=[synthetic_a]", "synthetic.bedlam.sequences_per_folder=4",
          "synthetic.bedlam.frames_per_sequence=6", "synthetic.emdb.subjects=1",
          "synthetic.emdb.sequences_per_subject=1", "synthetic.emdb.frames_per_sequence=4"]
@@ -122,15 +124,6 @@ class ReferenceLoader:
                 "row": torch.tensor(row), "dataset": torch.tensor(0)}
 
 
-def _best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def measure(store: Path, tmp: Path, examples: int = 300, repeats: int = 3) -> dict:
     """Examples/s of ours and of the reference on one store's rows (1 core)."""
     start = time.perf_counter()
@@ -143,9 +136,9 @@ def measure(store: Path, tmp: Path, examples: int = 300, repeats: int = 3) -> di
     ref.write_samples(store, np.array([r for _, r in located]))
     for k, (_, row) in enumerate(located[:10]):  # warm-up: tables, files in the page cache
         ours[k], ref.example(k, row)
-    t_ours = _best_of(lambda: [ours[k] for k in range(examples)], repeats)
-    t_ref = _best_of(lambda: [ref.example(k, row) for k, (_, row) in enumerate(located)],
-                     repeats)
+    t_ours, _ = timed(lambda: [ours[k] for k in range(examples)], repeats, warm_up=False)
+    t_ref, _ = timed(lambda: [ref.example(k, row) for k, (_, row) in enumerate(located)],
+                     repeats, warm_up=False)
     frames = {ref.root / ref.labels.image[row] for _, row in located}
     return {"ours": examples / t_ours, "reference": examples / t_ref,
             "rows": len(ours.kept[0]), "build_s": build_s,

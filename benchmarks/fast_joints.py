@@ -1,7 +1,6 @@
 """Fast joints vs `smplx`'s full forward at batch 1664 (64 images × 26 hypotheses)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -11,15 +10,7 @@ from body.fast_joints import FastJoints
 from body.joints import SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
 from body.models import load_smplx
 
-
-def _best_of(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from .timing import timed
 
 
 @torch.no_grad()
@@ -34,8 +25,8 @@ def bench_fast_joints(body_models: Path, batch: int = 1664, repeats: int = 3) ->
     def full():
         return model(betas=betas, global_orient=rot[:, :1], body_pose=rot[:, 1:]).joints[:, ids]
 
-    t_full = _best_of(full, repeats)
-    t_fast = _best_of(lambda: fast(betas, rot), repeats)
+    t_full, _ = timed(full, repeats)
+    t_fast, _ = timed(lambda: fast(betas, rot), repeats)
     deviation = (full() - fast(betas, rot)).abs().max().item()
     speedup = t_full / t_fast
     return {"value": round(speedup, 1), "unit": "x faster", "goal": ">= 10x, dev <= 1e-5 m",

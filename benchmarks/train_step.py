@@ -6,7 +6,6 @@ trained weights (a cache of them is a drop-in) and HRNet-W48 on a CPU would swam
 figure; the breakdown with it is in the details."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -15,15 +14,7 @@ from core.config import load_config
 from train.model import POSE_DIM, ProbabilisticHMR
 from train.objective import loss_terms, total
 
-
-def _timed(fn, repeats: int) -> tuple[float, object]:
-    fn()
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+from .timing import timed
 
 
 def _batch(b: int, crop: int) -> dict:
@@ -49,7 +40,7 @@ def bench_train_step(body_models: Path, batch: int = 64, repeats: int = 2) -> di
     model = ProbabilisticHMR(cfg, cfg.body.models).train()
     data = _batch(batch, cfg.model.crop_size)
     n = cfg.model.samples_train
-    t_backbone, _ = _timed(lambda: model.backbone(data["image"]), repeats)
+    t_backbone, _ = timed(lambda: model.backbone(data["image"]), repeats)
     with torch.no_grad():
         cond, head_in = model.conditions(data)
     cond = cond.detach()
@@ -60,7 +51,7 @@ def bench_train_step(body_models: Path, batch: int = 64, repeats: int = 2) -> di
         (pose.square().mean() - log_prob.mean() / POSE_DIM).backward()
         model.zero_grad(set_to_none=True)
 
-    t_flow, _ = _timed(flow_fwd_bwd, repeats)
+    t_flow, _ = timed(flow_fwd_bwd, repeats)
 
     def step():
         out = model(data, n)
@@ -69,13 +60,13 @@ def bench_train_step(body_models: Path, batch: int = 64, repeats: int = 2) -> di
         model.zero_grad(set_to_none=True)
         return out
 
-    t_step, out = _timed(step, repeats)
+    t_step, out = timed(step, repeats)
     with torch.no_grad():
         pose = model.flow.sample_with_mode(cond, n).unflatten(-1, (22, 6))
         log_prob = model.flow.log_prob(data["gt_pose6d"].flatten(1), cond)
         betas, cam = model.head(head_in)
-    t_body, out = _timed(lambda: model.project(pose, betas, cam, data, log_prob), repeats)
-    t_loss, _ = _timed(lambda: loss_terms(out, data, cfg), repeats)
+    t_body, out = timed(lambda: model.project(pose, betas, cam, data, log_prob), repeats)
+    t_loss, _ = timed(lambda: loss_terms(out, data, cfg), repeats)
     without_backbone = t_step - t_backbone
     ratio = without_backbone / t_flow
     return {"value": round(ratio, 2), "unit": "x flow fwd+bwd", "goal": "<= 1.3",

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from train.visualize import _crop_rgb  # noqa: E402
+from train.visualize import crop_rgb  # noqa: E402
 
 from . import metrics  # noqa: E402
 from .protocol import Collected  # noqa: E402
@@ -134,44 +134,41 @@ def _plot_curve(path: Path, curve: dict, crops: int) -> None:
     plt.close(fig)
 
 
-def _plot_clouds(path: Path, examples: list[dict]) -> None:
-    """Fig. 1: the 100 hypotheses of each crop's most ambiguous joint, and the ground truth."""
+def _crop_grid(path: Path, examples: list[dict], draw) -> None:
+    """A row of up to 8 crops, each drawn by draw(ax, example, points (H, 17, 2) crop px)."""
     shown = examples[:8]
     if not shown:
         return
     fig, axes = plt.subplots(1, len(shown), figsize=(2.3 * len(shown), 2.6), squeeze=False)
     for ax, ex in zip(axes[0], shown):
         size = ex["image"].shape[-1]
-        pts = (ex["coco2d"].numpy() + 1) * size / 2
+        ax.imshow(crop_rgb(ex["image"]))
+        draw(ax, ex, (ex["coco2d"].numpy() + 1) * size / 2)
+        ax.set_xlim(0, size)
+        ax.set_ylim(size, 0)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_clouds(path: Path, examples: list[dict]) -> None:
+    """Fig. 1: the 100 hypotheses of each crop's most ambiguous joint, and the ground truth."""
+    def draw(ax, ex, pts):
         joint = int(np.argmax(pts.std(0).sum(-1)))
-        gt = (ex["gt_coco"].numpy()[joint] + 1) * size / 2
-        ax.imshow(_crop_rgb(ex["image"]))
+        gt = (ex["gt_coco"].numpy()[joint] + 1) * ex["image"].shape[-1] / 2
         ax.scatter(pts[:, joint, 0], pts[:, joint, 1], s=3, c="cyan", alpha=0.6)
         ax.scatter([gt[0]], [gt[1]], s=80, marker="*", c="red")
         ax.set_title(f"row {ex['row']}, joint {joint} (conf {float(ex['conf'][joint]):.2f})",
                      fontsize=6)
-        ax.set_xlim(0, size)
-        ax.set_ylim(size, 0)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+    _crop_grid(path, examples, draw)
 
 
 def _plot_overlays(path: Path, examples: list[dict]) -> None:
-    shown = examples[:8]
-    if not shown:
-        return
-    fig, axes = plt.subplots(1, len(shown), figsize=(2.3 * len(shown), 2.6), squeeze=False)
-    for ax, ex in zip(axes[0], shown):
-        size = ex["image"].shape[-1]
-        pts = (ex["coco2d"].numpy() + 1) * size / 2
-        ax.imshow(_crop_rgb(ex["image"]))
+    """All hypotheses' joints (dots) and the mode (rings) on each crop."""
+    def draw(ax, ex, pts):
         ax.scatter(pts[1:, :, 0].ravel(), pts[1:, :, 1].ravel(), s=1, c="cyan", alpha=0.3)
         ax.scatter(pts[0, :, 0], pts[0, :, 1], s=10, facecolors="none", edgecolors="yellow")
-        ax.set_xlim(0, size)
-        ax.set_ylim(size, 0)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+    _crop_grid(path, examples, draw)

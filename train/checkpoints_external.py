@@ -194,10 +194,8 @@ def load_bedlam_cliff_backbone(hrnet: HRNetW48, path: str | Path) -> None:
     missing = [k for k in ours if k not in theirs and not k.endswith(OPTIONAL_SUFFIX)]
     unexpected = [k for k in theirs if k not in ours]
     if missing or unexpected:
-        parts = ([f"missing backbone keys: {_names(missing)}"] if missing else []) + \
-            ([f"unexpected backbone keys: {_names(unexpected)}"] if unexpected else [])
-        raise KeyError(f"{path} (backbone prefix {prefix!r}) does not match HRNetW48: " +
-                       "; ".join(parts))
+        raise KeyError(f"{path} (backbone prefix {prefix!r}) does not match HRNetW48: "
+                       + _mismatch("backbone", missing, unexpected))
     for key, value in theirs.items():
         if value.shape != ours[key].shape:
             raise ValueError(f"{path}: backbone key {key!r} has shape {tuple(value.shape)}, "
@@ -221,6 +219,12 @@ def apply_backbone_checkpoint(model: nn.Module, cfg: DictConfig) -> bool:
 
 
 # ---- the reference release's humr_best.ckpt ------------------------------------------------
+def _mismatch(what: str, missing: list[str], unexpected: list[str]) -> str:
+    parts = ([f"missing {what} keys: {_names(missing)}"] if missing else []) + \
+        ([f"unexpected {what} keys: {_names(unexpected)}"] if unexpected else [])
+    return "; ".join(parts)
+
+
 def _reroot(state: Mapping[str, Tensor], path: Path) -> dict[str, Tensor]:
     """`state` with its keys re-rooted so the flow sits under `REFERENCE_ROOT` (a state dict
     saved from the bare network, or under DDP's `module.`, becomes the Lightning layout)."""
@@ -240,10 +244,8 @@ def _check_flow(flow_keys: dict[str, Tensor], ours: Mapping[str, Tensor], path: 
     missing = [k for k in ours if k.startswith("flow.") and k not in flow_keys]
     unexpected = [k for k in flow_keys if k not in ours]
     if missing or unexpected:
-        parts = ([f"missing flow keys: {_names(missing)}"] if missing else []) + \
-            ([f"unexpected flow keys: {_names(unexpected)}"] if unexpected else [])
-        raise KeyError(f"{path}: the flow does not match ours (blocks, layout): " +
-                       "; ".join(parts))
+        raise KeyError(f"{path}: the flow does not match ours (blocks, layout): "
+                       + _mismatch("flow", missing, unexpected))
     for key, value in flow_keys.items():
         if value.shape != ours[key].shape:
             raise ValueError(f"{path}: flow key {key!r} has shape {tuple(value.shape)}, ours "

@@ -9,12 +9,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+from .data import denormalize_image  # noqa: E402
 
 
-def _crop_rgb(image: torch.Tensor) -> np.ndarray:
-    rgb = image.detach().float().cpu().numpy().transpose(1, 2, 0) * STD + MEAN
-    return np.clip(rgb, 0, 1)
+def crop_rgb(image: torch.Tensor) -> np.ndarray:
+    """(S, S, 3) RGB in [0, 1] of a normalised model crop (3, S, S), for matplotlib."""
+    return np.clip(denormalize_image(image.float()) / 255, 0, 1)
 
 
 def hypotheses_figure(batch: dict, out, count: int = 4) -> plt.Figure:
@@ -25,7 +25,7 @@ def hypotheses_figure(batch: dict, out, count: int = 4) -> plt.Figure:
     size = batch["image"].shape[-1]
     to_px = lambda p: (p.detach().float().cpu().numpy() + 1) * size / 2  # noqa: E731
     for i, ax in enumerate(axes[0]):
-        ax.imshow(_crop_rgb(batch["image"][i]))
+        ax.imshow(crop_rgb(batch["image"][i]))
         samples = to_px(out.coco2d[i, 1:]).reshape(-1, 2)
         mode, gt = to_px(out.coco2d[i, 0]), to_px(batch["gt_coco"][i])
         ax.scatter(samples[:, 0], samples[:, 1], s=1, c="cyan", alpha=0.4)

@@ -25,7 +25,8 @@ import numpy as np
 from body.models import load_smplx
 from stores.labels import LabelRows
 
-from .bedlam import EXPECTED_SHAPES, REQUIRED, cliff_label_rows
+from .bedlam import cliff_label_rows
+from .bedlam import load_label_file as load_cliff_label_file
 
 MASK_RULE = {"background_value": 76}  # all-person masks: background grey 76, people elsewhere
 DEFAULT_FILES = ("agora-bfh", "agora-body")
@@ -33,30 +34,8 @@ NUM_BETAS = 11  # the paper's SMPL-X; AGORA's fits have 10, BEDLAM's 11
 
 
 def load_label_file(path: Path) -> dict[str, np.ndarray]:
-    """The arrays an AGORA label file needs, `shape` padded to 11 betas; raises naming the file
-    and the key when a file or key is missing or a shape is impossible."""
-    if not path.exists():
-        raise FileNotFoundError(f"AGORA label file not found: {path}")
-    with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in REQUIRED if k not in f.files]
-        if missing:
-            raise KeyError(f"{path}: missing key(s) {missing}")
-        data = {k: f[k] for k in REQUIRED}
-    n = len(data["imgname"])
-    betas = data["shape"]
-    if betas.ndim != 2 or betas.shape[0] != n or betas.shape[1] not in (10, NUM_BETAS):
-        raise ValueError(f"{path}: key 'shape' has shape {betas.shape}, expected ({n}, 10) "
-                         f"(AGORA) or ({n}, {NUM_BETAS})")
-    data["shape"] = np.pad(betas, ((0, 0), (0, NUM_BETAS - betas.shape[1])))
-    for key, shape in EXPECTED_SHAPES.items():
-        if data[key].shape != (n,) + shape:
-            raise ValueError(f"{path}: key '{key}' has shape {data[key].shape}, "
-                             f"expected {(n,) + shape}")
-    kps = data["gtkps"]
-    if kps.ndim != 3 or kps.shape[0] != n or kps.shape[1] < 76 or kps.shape[2] not in (2, 3):
-        raise ValueError(f"{path}: key 'gtkps' has shape {data['gtkps'].shape}, expected "
-                         f"({n}, >=76, 2 or 3) projected SMPL-X joints")
-    return data
+    """The arrays an AGORA label file needs, `shape` padded to 11 betas (bedlam.py's checks)."""
+    return load_cliff_label_file(path, dataset="AGORA", pad_betas=True)
 
 
 def read_agora(root: str | Path, body_models: str | Path, train_fraction: float = 0.8,

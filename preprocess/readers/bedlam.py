@@ -27,22 +27,32 @@ EXPECTED_SHAPES = {"center": (2,), "pose_cam": (165,), "shape": (11,), "trans_ca
                    "cam_int": (3, 3), "cam_ext": (4, 4)}
 
 
-def _load_label_file(path: Path) -> dict[str, np.ndarray]:
+def load_label_file(path: Path, dataset: str = "BEDLAM",
+                    pad_betas: bool = False) -> dict[str, np.ndarray]:
+    """The arrays a BEDLAM-CLIFF-layout label file needs; `pad_betas` pads 10 betas (AGORA) to
+    11. Raises naming the file and the key when a file or key is missing or a shape impossible."""
     if not path.exists():
-        raise FileNotFoundError(f"BEDLAM label file not found: {path}")
+        raise FileNotFoundError(f"{dataset} label file not found: {path}")
     with np.load(path, allow_pickle=False) as f:
         missing = [k for k in REQUIRED if k not in f.files]
         if missing:
             raise KeyError(f"{path}: missing key(s) {missing}")
         data = {k: f[k] for k in REQUIRED}
     n = len(data["imgname"])
+    betas = data["shape"]
+    if pad_betas:
+        if betas.ndim != 2 or betas.shape[0] != n or betas.shape[1] not in (10, 11):
+            raise ValueError(f"{path}: key 'shape' has shape {betas.shape}, expected ({n}, 10) "
+                             f"(AGORA) or ({n}, 11)")
+        data["shape"] = np.pad(betas, ((0, 0), (0, 11 - betas.shape[1])))
     for key, shape in EXPECTED_SHAPES.items():
         if data[key].shape != (n,) + shape:
             raise ValueError(f"{path}: key '{key}' has shape {data[key].shape}, "
                              f"expected {(n,) + shape}")
-    if data["gtkps"].ndim != 3 or data["gtkps"].shape[1] < 76:
-        raise ValueError(f"{path}: key 'gtkps' has shape {data['gtkps'].shape}, expected "
-                         f"(N, >=76, 2 or 3) projected SMPL-X joints")
+    kps = data["gtkps"]
+    if kps.ndim != 3 or kps.shape[0] != n or kps.shape[1] < 76 or kps.shape[2] not in (2, 3):
+        raise ValueError(f"{path}: key 'gtkps' has shape {kps.shape}, expected "
+                         f"({n}, >=76, 2 or 3) projected SMPL-X joints")
     return data
 
 
@@ -68,7 +78,7 @@ def read_bedlam(root: str | Path, body_models: str | Path, folders: list[str] | 
     parts = []
     for folder in names:
         path = label_dir / f"{folder}.npz"
-        data = _load_label_file(path)
+        data = load_label_file(path)
         keep = np.arange(int(len(data["imgname"]) * train_fraction))
         data = {k: v[keep] for k, v in data.items()}
         parts.append(_rows_of_folder(root, folder, path, data, keep, model, occlusion_threshold))
