@@ -42,7 +42,7 @@ def bench_train_step(body_models: Path, batch: int = 64, repeats: int = 2) -> di
     n = cfg.model.samples_train
     t_backbone, _ = timed(lambda: model.backbone(data["image"]), repeats)
     with torch.no_grad():
-        cond, head_in = model.conditions(data)
+        cond = model.conditions(data)
     cond = cond.detach()
 
     def flow_fwd_bwd():
@@ -64,7 +64,7 @@ def bench_train_step(body_models: Path, batch: int = 64, repeats: int = 2) -> di
     with torch.no_grad():
         pose = model.flow.sample_with_mode(cond, n).unflatten(-1, (22, 6))
         log_prob = model.flow.log_prob(data["gt_pose6d"].flatten(1), cond)
-        betas, cam = model.head(head_in)
+        betas, cam = model.head(cond)
     t_body, out = timed(lambda: model.project(pose, betas, cam, data, log_prob), repeats)
     t_loss, _ = timed(lambda: loss_terms(out, data, cfg), repeats)
     without_backbone = t_step - t_backbone

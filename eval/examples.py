@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from body.cameras import cliff_bbox_condition, crop_matrix, crop_normalize
+from body.cameras import DetectorCrop, cliff_bbox_condition, crop_matrix, crop_normalize
 from stores.store import Store
 from train.context_cache import build_context_cache, open_context_cache
 from train.data import IMAGENET_MEAN, IMAGENET_STD, context_to_crop
@@ -21,7 +21,8 @@ EVAL_CROP = 256  # 2D metrics are in the pixels of a 256 crop (SPEC.md §6)
 class TestExamples(Dataset):
     """Row i of a test store: `image` (3, S, S), `det_kp` (17, 3) in crop coordinates,
     `bbox_cond`, `center`, `scale`, `focal`, `img_size`, `mask256` (256, 256) bool crop of the
-    union person mask, `has_mask`, `row`."""
+    union person mask, `has_mask`, `hm_samples` (17, S, 2) the stored heatmap samples in crop
+    coordinates ([−1, 1], heatmap pixel centres), `row`."""
 
     def __init__(self, store_path: str | Path, crop_size: int = 224,
                  context_factor: float = 1.25, workers: int = 2) -> None:
@@ -56,6 +57,10 @@ class TestExamples(Dataset):
         det = self.det[i]
         det_kp = np.concatenate([crop_normalize(det[None, :, :2], c[None], np.array([s]))[0],
                                  det[:, 2:]], 1)
+        index, _ = self._cache.samples(i)
+        uv = np.stack([index % DetectorCrop.HEATMAP_HW[1], index // DetectorCrop.HEATMAP_HW[1]],
+                      -1).astype(np.float64)
+        hm = crop_normalize(DetectorCrop(c, np.asarray(s)).heatmap_to_image(uv), c, s)
         w, h = self.img_size[i]
         image_t = (rgb.astype(np.float32) / 255 - IMAGENET_MEAN) / IMAGENET_STD
         return {
@@ -70,5 +75,6 @@ class TestExamples(Dataset):
             "img_size": torch.from_numpy(self.img_size[i]),
             "mask256": torch.from_numpy(mask256),
             "has_mask": torch.tensor(bool(self.has_mask[i])),
+            "hm_samples": torch.from_numpy(hm.astype(np.float32)),
             "row": torch.tensor(i),
         }

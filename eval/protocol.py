@@ -32,6 +32,7 @@ class Collected:
     spread_invisible: list[tuple[float, int]] = field(default_factory=list)
     percin: list[tuple[float, int]] = field(default_factory=list)
     mindist: list[tuple[float, int]] = field(default_factory=list)
+    heatmap_w1: list[torch.Tensor] = field(default_factory=list)  # (K,) px, occluded joints
     pve_curve: list[torch.Tensor] = field(default_factory=list)  # (B, N_curve)
     examples: list[dict] = field(default_factory=list)  # a few crops for the plots
 
@@ -100,6 +101,7 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
     generator = torch.Generator(device=evaluator.device).manual_seed(seed)
     visible_conf = cfg.eval.visible_conf
+    w1_rng = np.random.default_rng(seed)
     got = Collected()
     for batch in tqdm(loader, desc="eval", unit="batch"):
         batch = {k: v.to(evaluator.device) for k, v in batch.items()}
@@ -118,6 +120,10 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
         for part, sel in ((got.spread_visible, visible), (got.spread_invisible, ~visible)):
             if sel.any():
                 part.append((float(metrics.spread_3d(joints, sel)), int(sel.sum())))
+        occluded = ~visible & (batch["det_kp"][..., 2] > cfg.losses.mmd_min_conf) & \
+            (gt_crop.abs() <= 1).all(-1)
+        got.heatmap_w1.append(metrics.heatmap_wasserstein(
+            to256(out.coco2d[:, 1:]), to256(batch["hm_samples"]), occluded, w1_rng))
         with_mask = batch["has_mask"]
         if with_mask.any():
             fields = _distance_fields(batch["mask256"][with_mask])
@@ -156,8 +162,8 @@ def _errors(evaluator: Evaluator, pred: torch.Tensor, gt: torch.Tensor, got: Col
 def _pve_curve(evaluator: Evaluator, batch: dict, gt: torch.Tensor, n: int,
                generator: torch.Generator) -> torch.Tensor:
     """(B, n) PVE of n hypotheses (mode first) for the PVE-vs-N curve (Fig. S1), in chunks."""
-    cond, head_in = evaluator.model.conditions(batch)
-    betas, _ = evaluator.model.head(head_in)
+    cond = evaluator.model.conditions(batch)
+    betas, _ = evaluator.model.head(cond)
     _, gp = metrics.protocol_joints(gt, evaluator.regressor, evaluator.protocol)
     pose = evaluator.model.flow.sample_with_mode(cond, n - 1, generator)
     pose = pose.unflatten(-1, (22, 6))

@@ -11,7 +11,8 @@ from body.joints import COCO17_HIGHLY_ARTICULATED
 from body.rotations import matrix_to_rot6d
 from core.config import load_config
 from train.losses import (LOSS_NAMES, betas_loss, camera_loss, imq_kernel, keypoints_2d_loss,
-                          mask_loss, mmd_loss, mmd_targets, nll_loss, orth_loss, total_loss)
+                          keypoints_2d_samples_loss, mask_loss, mmd_loss, mmd_targets, nll_loss,
+                          orth_loss, supervised_2d_joints, total_loss)
 
 SCALES = (0.05, 0.20, 0.90)
 
@@ -375,3 +376,28 @@ def test_total_loss_weighting_and_unknown_names():
         pytest.approx(0.4)
     with pytest.raises(KeyError, match="mmdd"):
         total_loss({"mmdd": torch.tensor(1.0), "nll": torch.tensor(1.0)}, weights)
+
+
+# ---------------------------------------------------------------- Table S2 sample supervision
+
+def test_keypoints_2d_samples_loss_against_loops():
+    g = torch.Generator().manual_seed(5)
+    pred = torch.randn(2, 17, 4, 2, generator=g, dtype=torch.float64)
+    gt = torch.randn(2, 17, 2, generator=g, dtype=torch.float64)
+    conf = torch.rand(2, 17, generator=g, dtype=torch.float64)
+    in_view = torch.rand(2, 17, generator=g) > 0.2
+    gt[~in_view] = float("nan")  # never reaches the value
+    for visible_only in (False, True):
+        w = supervised_2d_joints(in_view, conf, visible_only, 0.5)
+        total = count = 0.0
+        for b in range(2):
+            for k in range(17):
+                if in_view[b, k] and (not visible_only or conf[b, k] >= 0.5):
+                    for n in range(4):
+                        for c in range(2):
+                            total += abs(float(pred[b, k, n, c] - gt[b, k, c]))
+                            count += 1
+        expected = total / count
+        got = keypoints_2d_samples_loss(pred, gt, w)
+        assert got.item() == pytest.approx(expected, rel=1e-12)
+    assert supervised_2d_joints(in_view, conf, True).sum() < in_view.sum()

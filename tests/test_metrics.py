@@ -6,9 +6,10 @@ import pytest
 import torch
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial.transform import Rotation
+from scipy.stats import wasserstein_distance
 
 from body.joints import H36M_TO_LSP14
-from eval.metrics import (keypoint_2d_error, min_of_n, min_of_n_curve, mpjpe, pa_mpjpe,
+from eval.metrics import (heatmap_wasserstein, keypoint_2d_error, min_of_n, min_of_n_curve, mpjpe, pa_mpjpe,
                           perc_in_min_dist, procrustes_align, protocol_joints, pve, spread_3d)
 
 
@@ -195,3 +196,35 @@ def test_perc_in_min_dist_rejects_empty_mask():
     field = np.full((8, 8), np.inf, np.float32)
     with pytest.raises(ValueError):
         perc_in_min_dist(torch.ones(1, 2, 1, 2), [field], torch.ones(1, 1, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------- heatmap distribution distance
+
+def test_heatmap_wasserstein_matches_scipy_on_a_line():
+    """Points on a horizontal line: the 2D W1 of equal-size sets is scipy's 1D distance."""
+    rng = np.random.default_rng(3)
+    n = 12
+    pts = np.zeros((2, n, 3, 2))
+    hm = np.zeros((2, 3, n, 2))
+    pts[..., 0] = rng.normal(size=(2, n, 3)) * 5
+    hm[..., 0] = rng.normal(size=(2, 3, n)) * 5 + 2
+    pts[..., 1] = hm[..., 1] = 7.0
+    joints = torch.tensor([[True, False, True], [False, True, False]])
+    got = heatmap_wasserstein(torch.from_numpy(pts), torch.from_numpy(hm), joints,
+                              np.random.default_rng(0))
+    expected = [wasserstein_distance(pts[b, :, j, 0], hm[b, j, :, 0])
+                for b, j in ((0, 0), (0, 2), (1, 1))]
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+
+
+def test_heatmap_wasserstein_shift_and_subsampling():
+    rng = np.random.default_rng(4)
+    hm = torch.from_numpy(rng.normal(size=(1, 1, 40, 2)))
+    same = hm[:, :, :40].permute(0, 2, 1, 3)  # N = M: the matching is exact
+    shifted = same + torch.tensor([3.0, 4.0], dtype=torch.float64)
+    one = torch.ones(1, 1, dtype=torch.bool)
+    assert heatmap_wasserstein(same, hm, one, rng).item() == pytest.approx(0, abs=1e-12)
+    assert heatmap_wasserstein(shifted, hm, one, rng).item() == pytest.approx(5.0, abs=1e-9)
+    assert heatmap_wasserstein(same[:, :10], hm, one, rng).item() > 0  # 10 of the 40 drawn
+    with pytest.raises(ValueError, match="at least as many heatmap samples"):
+        heatmap_wasserstein(same, hm[:, :, :5], one, rng)

@@ -19,7 +19,8 @@ from torch import Tensor
 from body.joints import COCO17_HIGHLY_ARTICULATED
 
 # The names of the terms and of their weights (pipelines.yaml `loss_weights`).
-LOSS_NAMES = ("nll", "betas", "keypoints_2d", "orth", "camera", "mmd", "mask")
+LOSS_NAMES = ("nll", "betas", "keypoints_2d", "keypoints_2d_samples", "orth", "camera", "mmd",
+              "mask")
 
 # Defaults: the paper's values, also in pipelines.yaml `losses` (the caller passes the config's).
 MMD_KERNEL_SCALES = (0.05, 0.20, 0.90)
@@ -54,6 +55,27 @@ def keypoints_2d_loss(pred_body2d_mode: Tensor, gt_body2d: Tensor, valid: Tensor
     gt = torch.where(v, gt_body2d, torch.zeros_like(gt_body2d))
     err = (pred_body2d_mode - gt).abs() * v
     return err.sum() / (2 * valid.sum()).clamp_min(1)
+
+
+def keypoints_2d_samples_loss(pred_coco_samples: Tensor, gt_coco: Tensor, weight: Tensor) -> Tensor:
+    """L1 of the random hypotheses to the ground-truth COCO joints: the 2D-all (ProHMR) and
+    2D-vis (HuManiFlow) supervision of the paper's Table S2, off in the paper's model.
+
+    pred_coco_samples (B, 17, N, 2); gt_coco (B, 17, 2); weight (B, 17), 1 for the supervised
+    joints (all joints in view, or only the visible ones: `supervised_2d_joints`). Mean of
+    |pred − gt| over the supervised joints × samples × 2 coordinates (0 when none is).
+    """
+    gt = torch.where(weight[..., None] > 0, gt_coco, torch.zeros_like(gt_coco))
+    err = (pred_coco_samples - gt[:, :, None]).abs().sum(-1).mean(-1)  # (B, 17)
+    return (weight * err).sum() / (2 * weight.sum()).clamp_min(1)
+
+
+def supervised_2d_joints(gt_in_view: Tensor, max_conf: Tensor, visible_only: bool,
+                         visible_conf: float = 0.5) -> Tensor:
+    """(B, 17) weights of `keypoints_2d_samples_loss`: joints in view, and with detector
+    confidence ≥ visible_conf when visible_only (2D-vis)."""
+    keep = gt_in_view & (max_conf >= visible_conf) if visible_only else gt_in_view
+    return keep.to(max_conf.dtype)
 
 
 def orth_loss(pred_pose6d: Tensor) -> Tensor:

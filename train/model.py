@@ -87,36 +87,39 @@ class ProbabilisticHMR(nn.Module):
         features = self.backbone.out_features
         self.use_pose_condition, self.use_bbox_condition = m.use_pose_condition, \
             m.use_bbox_condition
-        self.pose_condition = PoseCondition(tuple(m.pose_mlp))
+        # absent when switched off, so DDP never sees parameters without gradients
+        self.pose_condition = PoseCondition(tuple(m.pose_mlp)) if self.use_pose_condition \
+            else None
         cond = features + (m.pose_mlp[-1] if self.use_pose_condition else 0) + \
             (3 if self.use_bbox_condition else 0)
         self.flow = ConditionalFlow(POSE_DIM, cond, m.flow_blocks, m.flow_hidden, m.soft_clamp,
                                     m.flow_dropout, m.volume_preserving)
-        self.head = ShapeCameraHead(features + m.pose_mlp[-1] + 3, m.regressor_hidden,
-                                    m.regressor_iterations, m.regressor_dropout)
+        self.head = ShapeCameraHead(cond, m.regressor_hidden, m.regressor_iterations,
+                                    m.regressor_dropout)
         self.body = FastJoints(load_smplx(body_models, num_betas=NUM_BETAS),
                                list(SMPLX_TO_COCO17) + list(SMPLX_2D_LOSS_JOINTS))
         self.nll_noise = cfg.losses.nll_noise
 
-    def conditions(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(flow condition c, head input): c = [c_I, c_P, c_B] with the ablation's parts."""
-        c_img = self.backbone(batch["image"])
-        c_pose = self.pose_condition(batch["det_kp"])
-        c_box = batch["bbox_cond"]
-        parts = [c_img] + ([c_pose] if self.use_pose_condition else []) + \
-            ([c_box] if self.use_bbox_condition else [])
-        return torch.cat(parts, 1), torch.cat([c_img, c_pose, c_box], 1)
+    def conditions(self, batch: dict) -> torch.Tensor:
+        """The condition c = [c_I, c_P, c_B] with the parts the Table 3 switches keep; the flow
+        and the shape/camera head both read it (the ProHMR row: image features only)."""
+        parts = [self.backbone(batch["image"])]
+        if self.pose_condition is not None:
+            parts.append(self.pose_condition(batch["det_kp"]))
+        if self.use_bbox_condition:
+            parts.append(batch["bbox_cond"])
+        return torch.cat(parts, 1)
 
     def forward(self, batch: dict, samples: int, generator: torch.Generator | None = None,
                 with_log_prob: bool = True) -> Hypotheses:
-        cond, head_in = self.conditions(batch)
+        cond = self.conditions(batch)
         pose = self.flow.sample_with_mode(cond, samples, generator)  # (B, 1+N, 132)
         log_prob = None
         if with_log_prob and "gt_pose6d" in batch:
             gt = batch["gt_pose6d"].flatten(1)
             noise = torch.randn(gt.shape, generator=generator, device=gt.device, dtype=gt.dtype)
             log_prob = self.flow.log_prob(gt + self.nll_noise * noise, cond)
-        betas, cam = self.head(head_in)
+        betas, cam = self.head(cond)
         return self.project(pose.unflatten(-1, (NUM_BODY_JOINTS_SMPLX, 6)), betas, cam, batch,
                             log_prob)
 

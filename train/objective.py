@@ -10,27 +10,37 @@ from .model import POSE_DIM, Hypotheses
 
 
 def loss_terms(out: Hypotheses, batch: dict, cfg: DictConfig) -> dict[str, torch.Tensor]:
-    """Named loss terms: mode (slot 0) for β and 2D, random hypotheses (slots 1..) for MMD and
-    the mask loss, all of them for the orthogonality term."""
+    """The terms with a non-zero weight: mode (slot 0) for β and 2D, random hypotheses
+    (slots 1..) for MMD, the mask loss and the Table S2 sample supervision, all of them for the
+    orthogonality term."""
     lc = cfg.losses
-    samples = out.coco2d[:, 1:]
-    targets, weight = losses.mmd_targets(batch["gt_coco"], batch["hm_samples"],
-                                         batch["max_conf"], batch["gt_in_view"],
-                                         lc.mmd_uncertain_conf, lc.mmd_min_conf, lc.invisible_conf)
+    samples = out.coco2d[:, 1:].transpose(1, 2)  # (B, 17, N, 2)
+
+    def mmd() -> torch.Tensor:
+        targets, weight = losses.mmd_targets(batch["gt_coco"], batch["hm_samples"],
+                                             batch["max_conf"], batch["gt_in_view"],
+                                             lc.mmd_uncertain_conf, lc.mmd_min_conf,
+                                             lc.invisible_conf)
+        return losses.mmd_loss(samples, targets, weight, tuple(lc.mmd_kernel_scales),
+                               lc.mmd_unbiased)
+
     terms = {
-        "nll": losses.nll_loss(out.log_prob_gt, POSE_DIM),
-        "betas": losses.betas_loss(out.betas, batch["gt_betas"]),
-        "keypoints_2d": losses.keypoints_2d_loss(out.body2d[:, 0], batch["gt_body2d"],
-                                                 batch["gt_body2d_valid"]),
-        "orth": losses.orth_loss(out.pose6d),
-        "camera": losses.camera_loss(out.cam[:, 0], lc.camera_scale_factor),
-        "mmd": losses.mmd_loss(samples.transpose(1, 2), targets, weight,
-                               tuple(lc.mmd_kernel_scales), lc.mmd_unbiased),
-        "mask": losses.mask_loss(samples.transpose(1, 2), batch["max_conf"],
-                                 batch["hm_samples"], batch["hm_inside"], batch["gt_coco"],
-                                 batch["mask"], batch["use_mask"], lc.invisible_conf),
+        "nll": lambda: losses.nll_loss(out.log_prob_gt, POSE_DIM),
+        "betas": lambda: losses.betas_loss(out.betas, batch["gt_betas"]),
+        "keypoints_2d": lambda: losses.keypoints_2d_loss(out.body2d[:, 0], batch["gt_body2d"],
+                                                         batch["gt_body2d_valid"]),
+        "keypoints_2d_samples": lambda: losses.keypoints_2d_samples_loss(
+            samples, batch["gt_coco"], losses.supervised_2d_joints(
+                batch["gt_in_view"], batch["max_conf"], lc.samples_2d_visible_only,
+                lc.invisible_conf)),
+        "orth": lambda: losses.orth_loss(out.pose6d),
+        "camera": lambda: losses.camera_loss(out.cam[:, 0], lc.camera_scale_factor),
+        "mmd": mmd,
+        "mask": lambda: losses.mask_loss(samples, batch["max_conf"], batch["hm_samples"],
+                                         batch["hm_inside"], batch["gt_coco"], batch["mask"],
+                                         batch["use_mask"], lc.invisible_conf),
     }
-    return {name: term for name, term in terms.items() if cfg.loss_weights[name] != 0}
+    return {name: term() for name, term in terms.items() if cfg.loss_weights[name] != 0}
 
 
 def total(terms: dict[str, torch.Tensor], cfg: DictConfig) -> torch.Tensor:
