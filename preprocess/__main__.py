@@ -1,7 +1,8 @@
 """`python -m preprocess COMMAND [key=value …]`: stage one.
 
-  data [--dataset synthetic] [--workers N]   generate the synthetic world (docs/synthetic_world.md)
-                                             and its contact sheet under data/reports/synthetic/
+  data [--dataset synthetic] [--workers N]   generate the synthetic world (docs/synthetic_world.md:
+                                             BEDLAM, EMDB, AGORA and 3DPW layouts) and its contact
+                                             sheet under data/reports/synthetic/
   precompute DATASET                         detector, heatmap samples and mask distances into
                                              <stores>/<dataset>.zarr (a group: each member);
                                              resumes an interrupted run
@@ -55,8 +56,10 @@ def _precompute(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.overrides)
     names = dataset_names(cfg, args.dataset)
-    if args.dataset == "synthetic" and not is_complete(cfg.synthetic.root):
-        print(f"the synthetic world is not generated yet: generating it in {cfg.synthetic.root}")
+    world = Path(cfg.synthetic.root)
+    in_world = any(Path(cfg.datasets[n].root).is_relative_to(world) for n in names)
+    if in_world and not is_complete(world):
+        print(f"the synthetic world is not generated yet: generating it in {world}")
         generate_world(cfg.synthetic, cfg.body.models)
     failed = False
     for name in names:

@@ -6,12 +6,15 @@ from body.synthetic import write_synthetic_body_models
 from core.config import load_config
 from preprocess.synthetic import world
 
-# a small synthetic world: 20 training images (BEDLAM layout), 2 EMDB-layout sequences
+# a small synthetic world: 20 training images (BEDLAM layout), 2 EMDB-layout sequences, 4 AGORA-
+# layout images, one 3DPW-layout sequence per split
 SMALL_WORLD = [
     "synthetic.bedlam.folders=[synthetic_a]", "synthetic.bedlam.sequences_per_folder=4",
     "synthetic.bedlam.frames_per_sequence=5", "synthetic.bedlam.occluder_p=0.6",
     "synthetic.emdb.subjects=1", "synthetic.emdb.sequences_per_subject=2",
     "synthetic.emdb.frames_per_sequence=10",
+    "synthetic.agora.sequences_per_folder=1", "synthetic.agora.frames_per_sequence=2",
+    "synthetic.threedpw.sequences_per_split=1", "synthetic.threedpw.frames_per_sequence=6",
 ]
 
 

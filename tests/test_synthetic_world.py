@@ -1,5 +1,6 @@
 import pickle
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,7 +12,7 @@ from body.models import load_smplx
 from core.config import load_config
 from preprocess.detectors.base import CropRequest
 from preprocess.detectors.synthetic import SyntheticDetector
-from preprocess.readers import read_bedlam, read_emdb
+from preprocess.readers import READERS, read_bedlam, read_emdb
 from preprocess.readers.body import posed_body
 from preprocess.synthetic import world
 from tests.conftest import SMALL_WORLD
@@ -144,6 +145,14 @@ def test_generation_is_deterministic_across_worker_counts(
     with (other / "emdb/P0/01_synthetic/P0_01_synthetic_data.pkl").open("rb") as f:
         b = pickle.load(f)
     np.testing.assert_array_equal(a["smpl"]["poses_body"], b["smpl"]["poses_body"])
+    for rel in ("agora/processed_labels/agora-body.npz", "3dpw/smplx_fits/train.npz"):
+        with np.load(small_world / rel) as a, np.load(other / rel) as b:
+            assert a.files == b.files
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key])
+    for rel in ("3dpw/sequenceFiles/test/synthetic_test_00.pkl",
+                "3dpw/sequenceFiles/train/synthetic_train_00.pkl"):
+        assert (small_world / rel).read_bytes() == (other / rel).read_bytes()
 
 
 def test_detector_confidence_follows_rendered_visibility(small_world, train_rows):
@@ -203,3 +212,29 @@ def test_config_is_plain(small_world):
     info = world.manifest(small_world)
     assert OmegaConf.create(info["config"]).bedlam.sequences_per_folder == 4
     assert info["synthetic"] is True
+
+
+def test_agora_and_3dpw_layouts_read_through_their_dataset_entries(small_world, body_models):
+    """synthetic-agora, synthetic-3dpw-train (SMPL-X fits) and -test read what the world wrote."""
+    cfg = load_config(SMALL_WORLD + [f"synthetic.root={small_world}"])
+    info = world.manifest(small_world)
+    assert info["3dpw_sequences"] == {"train": 1, "test": 1}
+    assert sum(info["agora_rows"].values()) >= 4
+    text = world.summary(small_world)
+    assert f"{sum(info['agora_rows'].values())} AGORA-layout rows" in text
+    assert "3DPW-layout sequences 1 train, 1 test" in text
+    assert cfg.dataset_groups["synthetic"] == ["synthetic-train", "synthetic-test"]
+    layouts = list(cfg.dataset_groups["synthetic-layouts"])
+    assert {"synthetic-agora", "synthetic-3dpw-train", "synthetic-3dpw-test"} <= set(layouts)
+    rows = {}
+    for name in ("synthetic-agora", "synthetic-3dpw-train", "synthetic-3dpw-test"):
+        entry = cfg.datasets[name]
+        args = {k: v for k, v in OmegaConf.to_container(entry).items()
+                if k not in ("format", "split", "root", "protocol")}
+        rows[name] = READERS[entry.format](entry.root, body_models, **args)
+        assert len(rows[name]) > 0
+        assert all((Path(entry.root) / i).exists() for i in rows[name].image)
+    assert len(rows["synthetic-agora"]) == sum(info["agora_rows"].values())
+    assert rows["synthetic-agora"].body_model == "smplx"
+    assert rows["synthetic-3dpw-train"].body_model == "smplx"  # through the SMPL-X fits
+    assert rows["synthetic-3dpw-test"].body_model == "smpl"

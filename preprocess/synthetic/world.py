@@ -1,8 +1,11 @@
 """`make data DATASET=synthetic`: generate the whole synthetic world, in parallel, atomically.
 
-The world is built in a temporary sibling directory and renamed into place only when complete, so
-an interrupted run never leaves a dataset that looks finished. Work is split by sequence; each
-sequence draws from its own seeded stream, so the output is identical for any worker count.
+Four layouts under `cfg.root`: `bedlam/` (the training set), `emdb/` (the test set), and the small
+`agora/` and `3dpw/` (train and test file splits, SMPL-X fits of the train actors) that exercise
+the other real readers. The world is built in a temporary sibling directory and renamed into place
+only when complete, so an interrupted run never leaves a dataset that looks finished. Work is
+split by sequence, every layout's sequences in one pool; each sequence draws from its own seeded
+stream, so the output is identical for any worker count.
 """
 from __future__ import annotations
 
@@ -19,8 +22,12 @@ from tqdm import tqdm
 
 from body.synthetic import write_synthetic_body_models
 
+from .agora_layout import AgoraSequenceWriter
 from .bedlam_layout import BedlamSequenceWriter, write_labels
 from .emdb_layout import EmdbSequenceWriter
+from .threedpw_layout import ThreeDPWSequenceWriter, write_smplx_fits
+
+LABEL_LAYOUTS = ("bedlam", "agora")  # one label file per folder, merged from the sequences
 
 _WRITERS: dict = {}
 
@@ -42,6 +49,9 @@ def _init_worker(body_models: str, root: str, cfg: dict) -> None:
     cfg = OmegaConf.create(cfg)
     _WRITERS["bedlam"] = BedlamSequenceWriter(Path(body_models), Path(root) / "bedlam", cfg.bedlam)
     _WRITERS["emdb"] = EmdbSequenceWriter(Path(body_models), Path(root) / "emdb", cfg.emdb)
+    _WRITERS["agora"] = AgoraSequenceWriter(Path(body_models), Path(root) / "agora", cfg.agora)
+    _WRITERS["3dpw"] = ThreeDPWSequenceWriter(Path(body_models), Path(root) / "3dpw",
+                                              cfg.threedpw)
 
 
 def _run(task: tuple) -> tuple:
@@ -50,16 +60,23 @@ def _run(task: tuple) -> tuple:
 
 
 def _tasks(cfg: DictConfig) -> Iterator[tuple]:
-    for folder in cfg.bedlam.folders:
-        for seq in range(cfg.bedlam.sequences_per_folder):
-            yield ("bedlam", cfg.seed, folder, seq)
+    """Every sequence of the world, the longest first (EMDB, 3DPW) so no worker is left with a
+    long sequence at the end."""
     for subject in range(cfg.emdb.subjects):
         for index in range(cfg.emdb.sequences_per_subject):
             yield ("emdb", cfg.seed, subject, index)
+    for split in cfg.threedpw.splits:
+        for index in range(cfg.threedpw.sequences_per_split):
+            yield ("3dpw", cfg.seed, split, index)
+    for layout in LABEL_LAYOUTS:
+        for folder in cfg[layout].folders:
+            for seq in range(cfg[layout].sequences_per_folder):
+                yield (layout, cfg.seed, folder, seq)
 
 
 def generate_world(cfg: DictConfig, body_models: str | Path, workers: int | None = None) -> Path:
-    """Write the synthetic BEDLAM-layout training set and EMDB-layout test set under cfg.root."""
+    """Write the synthetic world (BEDLAM-layout training set, EMDB-layout test set, AGORA and
+    3DPW layouts) under cfg.root."""
     start = time.perf_counter()
     root = Path(cfg.root)
     body_models = ensure_body_models(body_models)
@@ -68,22 +85,33 @@ def generate_world(cfg: DictConfig, body_models: str | Path, workers: int | None
     tmp.mkdir(parents=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
     tasks = list(_tasks(cfg))
-    rows: dict[str, list] = {folder: [None] * cfg.bedlam.sequences_per_folder
-                             for folder in cfg.bedlam.folders}
+    rows = {layout: {folder: [None] * cfg[layout].sequences_per_folder
+                     for folder in cfg[layout].folders} for layout in LABEL_LAYOUTS}
+    sequences_3dpw = []
     workers = workers or cfg.workers
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers, _init_worker, (str(body_models), str(tmp), plain)) as pool:
         for task, result in tqdm(pool.imap_unordered(_run, tasks), total=len(tasks),
                                  desc="synthetic world", unit="seq"):
-            if task[0] == "bedlam":
-                rows[task[2]][task[3]] = result
+            if task[0] in LABEL_LAYOUTS:
+                rows[task[0]][task[2]][task[3]] = result
+            elif task[0] == "3dpw":
+                sequences_3dpw.append(result)
     counts = {}
-    for folder, per_seq in rows.items():
-        merged = {k: sum((r[k] for r in per_seq), []) for k in per_seq[0]}
-        write_labels(tmp / "bedlam", folder, merged)
-        counts[folder] = len(merged["imgname"])
-    manifest = {"config": plain, "bedlam_rows": counts,
+    for layout, folders in rows.items():
+        counts[layout] = {}
+        for folder, per_seq in folders.items():
+            if not per_seq:  # sequences_per_folder: 0 leaves the layout out
+                continue
+            merged = {k: sum((r[k] for r in per_seq), []) for k in per_seq[0]}
+            write_labels(tmp / layout, folder, merged)
+            counts[layout][folder] = len(merged["imgname"])
+    if any(r.split == "train" for r in sequences_3dpw):
+        write_smplx_fits(tmp / "3dpw", sequences_3dpw)
+    manifest = {"config": plain, "bedlam_rows": counts["bedlam"], "agora_rows": counts["agora"],
                 "emdb_sequences": len(list((tmp / "emdb").glob("P*/*/P*_data.pkl"))),
+                "3dpw_sequences": {split: sum(r.split == split for r in sequences_3dpw)
+                                   for split in cfg.threedpw.splits},
                 "seconds": round(time.perf_counter() - start, 1), "synthetic": True}
     (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(root, ignore_errors=True)
@@ -102,6 +130,8 @@ def manifest(root: str | Path) -> dict:
 def summary(root: Path) -> str:
     info = manifest(root)
     n_rows = sum(info["bedlam_rows"].values())
+    pw3d = ", ".join(f"{n} {split}" for split, n in info.get("3dpw_sequences", {}).items())
     return (f"synthetic world at {root}: {n_rows} training rows (BEDLAM layout, "
             f"{len(info['bedlam_rows'])} folders), {info['emdb_sequences']} EMDB-layout "
-            f"sequences, generated in {info['seconds']} s")
+            f"sequences, {sum(info.get('agora_rows', {}).values())} AGORA-layout rows, 3DPW-layout "
+            f"sequences {pw3d}; generated in {info['seconds']} s")
