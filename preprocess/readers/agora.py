@@ -27,6 +27,7 @@ from stores.labels import LabelRows
 
 from .bedlam import cliff_label_rows
 from .bedlam import load_label_file as load_cliff_label_file
+from .files import require_dir
 
 MASK_RULE = {"background_value": 76}  # all-person masks: background grey 76, people elsewhere
 DEFAULT_FILES = ("agora-bfh", "agora-body")
@@ -51,6 +52,8 @@ def read_agora(root: str | Path, body_models: str | Path, train_fraction: float 
              for name in (files or DEFAULT_FILES)]
     paths = [root / label_dir / f"{name}.npz" for name in names]
     loaded = [load_label_file(path) for path in paths]  # all checked before work
+    require_dir(root / image_dir, "AGORA image directory (image_dir)")
+    require_dir(root / mask_dir, "AGORA mask directory (mask_dir)")
     model = load_smplx(body_models, num_betas=NUM_BETAS)
     parts = []
     for path, data in zip(paths, loaded):

@@ -18,6 +18,7 @@ from body.models import load_smplx
 from stores.labels import LabelRows
 
 from .body import posed_body
+from .files import require_dir
 from .occlusion import off_mask_fraction, read_union_mask
 
 MASK_RULE = {"person_below": 127.5}  # `_env.png`: people dark, environment white
@@ -68,17 +69,21 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 def read_bedlam(root: str | Path, body_models: str | Path, folders: list[str] | None = None,
                 train_fraction: float = 0.8, occlusion_threshold: float = 0.1) -> LabelRows:
-    """Rows of every (or the named) image folder under a BEDLAM-CLIFF-layout root."""
+    """Rows of every (or the named) image folder under a BEDLAM-CLIFF-layout root. Every label
+    file and image folder is checked before any body is posed."""
     root = Path(root)
     label_dir = root / "processed_labels"
     names = folders or sorted(p.stem for p in label_dir.glob("*.npz"))
     if not names:
         raise FileNotFoundError(f"no BEDLAM label files (*.npz) in {label_dir}")
+    paths = [label_dir / f"{folder}.npz" for folder in names]
+    loaded = [load_label_file(path) for path in paths]
+    for folder in names:
+        require_dir(root / "images" / folder / "png", f"BEDLAM image directory of {folder}")
+        require_dir(root / "images" / folder / "masks", f"BEDLAM mask directory of {folder}")
     model = load_smplx(body_models)
     parts = []
-    for folder in names:
-        path = label_dir / f"{folder}.npz"
-        data = load_label_file(path)
+    for folder, path, data in zip(names, paths, loaded):
         keep = np.arange(int(len(data["imgname"]) * train_fraction))
         data = {k: v[keep] for k, v in data.items()}
         parts.append(_rows_of_folder(root, folder, path, data, keep, model, occlusion_threshold))

@@ -8,7 +8,6 @@ joint): R_c = R·R_w, t_c = R·(J0 + t_w) + t − J0.
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from body.models import load_smpl
 from stores.labels import LabelRows
 
 from .body import posed_body
+from .files import load_dataset_pickle, require_dir
 from .occlusion import off_mask_fraction, read_union_mask
 
 SUBSETS = ("emdb1", "emdb2", "all")
@@ -32,9 +32,12 @@ def _require(data: dict, keys: tuple[str, ...], path: Path, prefix: str = "") ->
         raise KeyError(f"{path}: missing key(s) {missing}")
 
 
-def load_sequence(path: Path) -> dict:
-    with path.open("rb") as f:
-        data = pickle.load(f)
+def load_sequence(path: Path, root: Path) -> dict:
+    """One sequence file under the dataset root `root` (read as data only, files.py), checked;
+    raises naming the file and the key when a key is missing or a shape is impossible."""
+    data = load_dataset_pickle(path, root)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a dict, found {type(data).__name__}")
     _require(data, ("gender", "emdb1", "n_frames", "good_frames_mask", "camera", "smpl",
                     "kp2d", "bboxes"), path)
     _require(data["camera"], ("intrinsics", "extrinsics", "width", "height"), path, "camera.")
@@ -60,12 +63,13 @@ def read_emdb(root: str | Path, body_models: str | Path, subset: str = "emdb1",
     paths = sorted(root.glob("P*/*/P*_data.pkl"))
     if not paths:
         raise FileNotFoundError(f"no EMDB sequence files (P*/<seq>/P*_<seq>_data.pkl) in {root}")
+    loaded = [(path, load_sequence(path, root)) for path in paths]  # all checked before work
+    loaded = [(path, data) for path, data in loaded if subset == "all" or data[subset]]
+    for path, _ in loaded:
+        require_dir(path.parent / "images", f"EMDB image directory of {path.name}")
     models = {}
     parts = []
-    for path in paths:
-        data = load_sequence(path)
-        if subset != "all" and not data[subset]:
-            continue
+    for path, data in loaded:
         gender = data["gender"]
         if gender not in models:
             models[gender] = load_smpl(body_models, gender)

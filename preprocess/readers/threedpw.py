@@ -23,7 +23,6 @@ SMPL-X rows (22 joints, 11 betas). Format: one `.npz` keyed per sequence, world 
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from stores.labels import LabelRows
 
 from .bedlam import _image_size
 from .body import posed_body
+from .files import load_dataset_pickle, require_dir
 
 SPLITS = ("train", "validation", "test")
 MASK_RULE: dict = {}  # 3DPW has no person masks; rows carry mask ""
@@ -46,11 +46,14 @@ FRAME_KEYS = ("cam_poses", "cam_intrinsics", "img_frame_ids")
 SMPLX_BETAS = 11
 
 
-def load_sequence(path: Path) -> dict:
-    """The arrays the reader needs of one sequence file, checked; raises naming the file and
-    the key when a key is missing or a shape is impossible."""
-    with path.open("rb") as f:
-        raw = pickle.load(f, encoding="latin1")
+def load_sequence(path: Path, root: Path) -> dict:
+    """The arrays the reader needs of one sequence file under the dataset root `root` (read as
+    data only, files.py), checked; raises naming the file and the key when a key is missing or a
+    shape is impossible."""
+    raw = load_dataset_pickle(path, root, encoding="latin1")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a dict of sequence arrays, found "
+                         f"{type(raw).__name__}")
     missing = [k for k in ACTOR_KEYS + FRAME_KEYS if k not in raw]
     if missing:
         raise KeyError(f"{path}: missing key(s) {missing}")
@@ -146,7 +149,9 @@ def read_3dpw(root: str | Path, body_models: str | Path, sequences: str = "test"
     paths = sorted(seq_dir.glob("*.pkl"))
     if not paths:
         raise FileNotFoundError(f"no 3DPW sequence files (*.pkl) in {seq_dir}")
-    loaded = {path.stem: load_sequence(path) for path in paths}  # all checked before work
+    loaded = {path.stem: load_sequence(path, root) for path in paths}  # all checked before work
+    for path in paths:
+        require_dir(root / "imageFiles" / path.stem, f"3DPW image directory of {path.name}")
     if smplx_fits is not None:
         fits_path = Path(smplx_fits)
         fits_path = fits_path if fits_path.is_absolute() else root / fits_path
