@@ -11,7 +11,8 @@ DATASET ?= synthetic
 ARGS ?=  # extra pipelines.yaml overrides, e.g. ARGS="synthetic.seed=1"
 export HUMR_DATA := $(abspath $(DATA))
 
-.PHONY: setup test lint demo data body-models precompute train eval eval-emdb eval-3dpw bench clean
+.PHONY: setup test lint demo data body-models precompute train eval eval-emdb eval-3dpw ablation \
+	bench clean
 
 setup: $(VENV)/.installed
 
@@ -64,6 +65,11 @@ eval-emdb: setup
 
 eval-3dpw: setup
 	$(PY) -m eval run --dataset 3dpw-test $(if $(CKPT),--ckpt $(CKPT)) profile=$(PROFILE) $(ARGS)
+
+# the paper's ablations (Tables 3, S2) on the synthetic world, ≈ 45 min on 2 cores; QUICK=1: minutes
+ablation: setup
+	$(PY) -m preprocess precompute synthetic
+	$(PY) -m eval ablation $(if $(QUICK),--quick) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

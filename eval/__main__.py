@@ -1,6 +1,10 @@
 """`python -m eval run --dataset NAME [--ckpt PATH] [key=value …]`: evaluate a checkpoint
 (default: the latest of the configured run) on a test store with its protocol (SPEC.md §6), and
-write `<reports>/<run>/<dataset>/{metrics.json, report.md, *.png}`."""
+write `<reports>/<run>/<dataset>/{metrics.json, report.md, *.png}`.
+
+`python -m eval ablation [--quick] [--only a,b] [--jobs N] [key=value …]`: train and evaluate
+the variants of the paper's Tables 3 and S2 (pipelines.yaml `ablation`), write
+`<reports>/ablation/report.md`."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +20,21 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dataset", required=True)
     run.add_argument("--ckpt", default=None)
     run.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
+    abl = sub.add_parser("ablation", help="the paper's ablations on the synthetic world")
+    abl.add_argument("--quick", action="store_true",
+                     help="small settings (ablation.quick): the machinery in minutes")
+    abl.add_argument("--only", default=None, help="comma-separated variants (default: all)")
+    abl.add_argument("--jobs", type=int, default=None, help="variants run side by side")
+    abl.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
     args = parser.parse_args(argv)
+    if args.command == "ablation":
+        from .ablation import run_ablation
+
+        report = run_ablation(args.overrides, args.quick,
+                              args.only.split(",") if args.only else None, args.jobs)
+        print(report.read_text())
+        print(f"report and plots: {report.parent}")
+        return 0
     if args.command != "run":
         parser.print_help()
         return 2

@@ -1,0 +1,144 @@
+"""`make ablation` (`python -m eval ablation`): the paper's ablations on the synthetic world.
+
+Trains every variant of `ablation.variants` in pipelines.yaml (Table 3: ProHMR → + bbox → + 2D
+pose condition → + RealNVP → + MMD → + mask; Table S2: how random hypotheses are supervised)
+with the same seeds and budget, evaluates each on `ablation.dataset`, and writes
+`<reports>/<ablation name>/report.md` (eval/ablation_report.py). Each variant is a pair of
+subprocesses (`python -m train fit`, `python -m eval run`) with its own log, `ablation.jobs` of
+them side by side; a variant already trained resumes or skips, an evaluation already made for
+the latest checkpoint is kept, so an interrupted ablation continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from core.config import load_config
+from train.checkpoint import latest_checkpoint
+from train.trainer import run_dir
+
+from .ablation_report import write_ablation_report
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained model of the ablation: its name, table label and its pipelines.yaml
+    overrides (the setting's budget, the variant's switches, the user's, then the run name)."""
+
+    name: str
+    label: str
+    overrides: tuple[str, ...]
+
+    def config(self) -> DictConfig:
+        return load_config(self.overrides)
+
+
+def plan(cfg: DictConfig, user_overrides: list[str], quick: bool = False,
+         only: list[str] | None = None) -> tuple[str, list[Variant]]:
+    """(ablation name, the variants to run): every variant of the tables, or `only` these.
+
+    Each variant's configuration is loaded here, so an unknown key or variant fails before any
+    training starts, naming it."""
+    a = cfg.ablation
+    setting = a.quick if quick else a.full
+    names = list(dict.fromkeys([*a.table3, *a.table_s2]))
+    unknown = [n for n in [*names, *(only or [])] if n not in a.variants]
+    if unknown:
+        raise KeyError(f"ablation variants {unknown} are not under ablation.variants in "
+                       f"pipelines.yaml (known: {', '.join(a.variants)})")
+    variants = []
+    for name in only or names:
+        v = a.variants[name]
+        overrides = (*setting.overrides, *v.overrides, *user_overrides,
+                     f"train.run={setting.name}-{name}")
+        variant = Variant(name, str(v.label), tuple(str(o) for o in overrides))
+        variant.config()
+        variants.append(variant)
+    return str(setting.name), variants
+
+
+def _evaluated(variant: Variant, dataset: str) -> bool:
+    """An evaluation of the variant's latest checkpoint with its settings exists."""
+    cfg = variant.config()
+    ckpt = latest_checkpoint(run_dir(cfg))
+    metrics = Path(cfg.paths.reports) / cfg.train.run / dataset / "metrics.json"
+    if ckpt is None or not metrics.exists():
+        return False
+    done = json.loads(metrics.read_text())
+    return done.get("checkpoint") == str(ckpt) and done.get("hypotheses") == cfg.eval.hypotheses
+
+
+def run_variant(variant: Variant, dataset: str, log_dir: Path, threads: int) -> dict:
+    """Train, then evaluate one variant in subprocesses; returns its wall-clock seconds."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    log = log_dir / f"{variant.name}.log"
+    steps = {"train": [sys.executable, "-m", "train", "fit", *variant.overrides],
+             "eval": [sys.executable, "-m", "eval", "run", "--dataset", dataset,
+                      *variant.overrides]}
+    seconds = {}
+    with log.open("a") as out:
+        for step, cmd in steps.items():
+            if step == "eval" and _evaluated(variant, dataset):
+                continue
+            start = time.perf_counter()
+            out.write(f"$ {' '.join(cmd)}\n")
+            out.flush()
+            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+            if code != 0:
+                raise RuntimeError(f"ablation variant {variant.name}: {step} failed "
+                                   f"(exit {code}); see {log}")
+            seconds[step] = round(time.perf_counter() - start, 1)
+    return seconds
+
+
+def run_ablation(user_overrides: list[str], quick: bool = False, only: list[str] | None = None,
+                 jobs: int | None = None) -> Path:
+    """Run (or finish) the ablation and write its report; returns the report path."""
+    cfg = load_config(user_overrides)
+    name, variants = plan(cfg, user_overrides, quick, only)
+    dataset = str(cfg.ablation.dataset)
+    if dataset not in cfg.datasets:
+        raise KeyError(f"ablation.dataset {dataset!r} is not under 'datasets' in pipelines.yaml")
+    stores = Path(cfg.paths.stores)
+    missing = [s for s in [*cfg.train.stores, dataset]
+               if not (stores / f"{s}.zarr" / "zarr.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"no store for {missing} under {stores}: "
+                                "make precompute DATASET=synthetic")
+    out_dir = Path(cfg.paths.reports) / name
+    log_dir = out_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    jobs = max(1, min(jobs or cfg.ablation.jobs, len(variants)))
+    threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+    print(f"ablation {name}: {len(variants)} variants, {jobs} at a time with {threads} "
+          f"thread(s) each; logs in {log_dir}")
+    timing_path = out_dir / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    failures = []
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = {v.name: pool.submit(run_variant, v, dataset, log_dir, threads)
+                   for v in variants}
+        for vname, future in futures.items():
+            try:
+                timing[vname] = {**timing.get(vname, {}), **future.result()}
+                print(f"  {vname}: done {timing[vname]}")
+            except RuntimeError as err:
+                failures.append(str(err))
+    timing_path.write_text(json.dumps(timing, indent=2) + "\n")
+    if failures:
+        raise RuntimeError("; ".join(failures))
+    results = {}
+    for v in plan(cfg, user_overrides, quick)[1]:  # the report covers every variant made so far
+        vc = v.config()
+        metrics = Path(vc.paths.reports) / vc.train.run / dataset / "metrics.json"
+        if metrics.exists():
+            results[v.name] = json.loads(metrics.read_text())
+    return write_ablation_report(out_dir, cfg.ablation, results, timing, quick)
