@@ -32,7 +32,8 @@ from .timing import timed
 
 WORLD = ["synthetic.bedlam.folders=[synthetic_a]", "synthetic.bedlam.sequences_per_folder=4",
          "synthetic.bedlam.frames_per_sequence=6", "synthetic.emdb.subjects=1",
-         "synthetic.emdb.sequences_per_subject=1", "synthetic.emdb.frames_per_sequence=4"]
+         "synthetic.emdb.sequences_per_subject=1", "synthetic.emdb.frames_per_sequence=4",
+         "synthetic.agora.sequences_per_folder=0", "synthetic.threedpw.sequences_per_split=0"]
 # frame sizes measured: BEDLAM's (and AGORA's BEDLAM-CLIFF) 1280×720, the headline; the default
 # synthetic world's 640×360, a quarter of the pixels to decode
 FRAMES = {"1280x720": (1280, 720), "640x360": (640, 360)}

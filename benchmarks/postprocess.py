@@ -353,7 +353,10 @@ def synthetic_inputs(work: Path, body_models: Path, sequences: int = 32, frames:
                        f"synthetic.bedlam.sequences_per_folder={sequences}",
                        f"synthetic.bedlam.frames_per_sequence={frames}",
                        "synthetic.emdb.subjects=1", "synthetic.emdb.sequences_per_subject=1",
-                       "synthetic.emdb.frames_per_sequence=4", f"synthetic.root={work / 'world'}"])
+                       "synthetic.emdb.frames_per_sequence=4",
+                       "synthetic.agora.sequences_per_folder=0",
+                       "synthetic.threedpw.sequences_per_split=0",
+                       f"synthetic.root={work / 'world'}"])
     root = world.generate_world(cfg.synthetic, body_models, workers=WORKERS) / "bedlam"
     rows = read_bedlam(root, body_models, train_fraction=1.0)
     n = min(len(rows), max_rows)

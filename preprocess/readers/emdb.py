@@ -64,7 +64,10 @@ def read_emdb(root: str | Path, body_models: str | Path, subset: str = "emdb1",
     if not paths:
         raise FileNotFoundError(f"no EMDB sequence files (P*/<seq>/P*_<seq>_data.pkl) in {root}")
     loaded = [(path, load_sequence(path, root)) for path in paths]  # all checked before work
-    loaded = [(path, data) for path, data in loaded if subset == "all" or data[subset]]
+    if subset != "all":
+        for path, data in loaded:
+            _require(data, (subset,), path)
+        loaded = [(path, data) for path, data in loaded if data[subset]]
     for path, _ in loaded:
         require_dir(path.parent / "images", f"EMDB image directory of {path.name}")
     models = {}

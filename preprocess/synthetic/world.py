@@ -29,7 +29,13 @@ from .threedpw_layout import ThreeDPWSequenceWriter, write_smplx_fits
 
 LABEL_LAYOUTS = ("bedlam", "agora")  # one label file per folder, merged from the sequences
 
-_WRITERS: dict = {}
+LAYOUTS = {  # task kind → (sequence writer, directory under the root, config section)
+    "bedlam": (BedlamSequenceWriter, "bedlam", "bedlam"),
+    "emdb": (EmdbSequenceWriter, "emdb", "emdb"),
+    "agora": (AgoraSequenceWriter, "agora", "agora"),
+    "3dpw": (ThreeDPWSequenceWriter, "3dpw", "threedpw"),
+}
+_WORKER: dict = {}  # this worker's arguments and writers (one per layout, built on first use)
 
 
 def ensure_body_models(path: str | Path) -> Path:
@@ -46,17 +52,19 @@ def ensure_body_models(path: str | Path) -> Path:
 
 def _init_worker(body_models: str, root: str, cfg: dict) -> None:
     torch.set_num_threads(1)
-    cfg = OmegaConf.create(cfg)
-    _WRITERS["bedlam"] = BedlamSequenceWriter(Path(body_models), Path(root) / "bedlam", cfg.bedlam)
-    _WRITERS["emdb"] = EmdbSequenceWriter(Path(body_models), Path(root) / "emdb", cfg.emdb)
-    _WRITERS["agora"] = AgoraSequenceWriter(Path(body_models), Path(root) / "agora", cfg.agora)
-    _WRITERS["3dpw"] = ThreeDPWSequenceWriter(Path(body_models), Path(root) / "3dpw",
-                                              cfg.threedpw)
+    _WORKER.clear()
+    _WORKER.update(body_models=Path(body_models), root=Path(root), cfg=OmegaConf.create(cfg),
+                   writers={})
 
 
 def _run(task: tuple) -> tuple:
     kind, *args = task
-    return task, _WRITERS[kind](*args)
+    writers = _WORKER["writers"]
+    if kind not in writers:
+        cls, directory, section = LAYOUTS[kind]
+        writers[kind] = cls(_WORKER["body_models"], _WORKER["root"] / directory,
+                            _WORKER["cfg"][section])
+    return task, writers[kind](*args)
 
 
 def _tasks(cfg: DictConfig) -> Iterator[tuple]:
