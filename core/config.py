@@ -16,15 +16,19 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "pipelines.yaml"
 
 
 def _merge(cfg: DictConfig, items: Sequence[str], where: str) -> DictConfig:
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not of the form key=value")
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
-        except ConfigKeyError as err:
-            raise KeyError(f"unknown configuration key in override {item!r} "
-                           f"(not in {where})") from err
-    return cfg
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise ValueError(f"override {bad[0]!r} is not of the form key=value")
+    try:  # one merge (they are slow on this config); item by item only to name a bad key
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(items)))
+    except ConfigKeyError:
+        for item in items:
+            try:
+                cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+            except ConfigKeyError as err:
+                raise KeyError(f"unknown configuration key in override {item!r} "
+                               f"(not in {where})") from err
+        raise
 
 
 def _open_option_dicts(node: DictConfig) -> None:

@@ -1,0 +1,78 @@
+"""`make ablation` machinery on a tiny setting (not the science: see docs/ablation.md)."""
+import json
+
+import pytest
+import torch
+
+from core.config import load_config
+from eval.ablation import plan, run_ablation
+from train.model import ProbabilisticHMR
+
+from .test_eval import TINY
+
+
+@pytest.fixture(scope="module")
+def overrides(precomputed, body_models, tmp_path_factory):
+    stores, _ = precomputed
+    root = tmp_path_factory.mktemp("ablation")
+    return [f"paths.stores={stores}", f"body.models={body_models}",
+            f"paths.runs={root / 'runs'}", f"paths.reports={root / 'reports'}", *TINY,
+            "train.iterations=2", "eval.hypotheses=6", "eval.pve_vs_n=[1,2,6]",
+            "eval.curve_crops=2"]
+
+
+def test_tiny_ablation_trains_evaluates_and_reports(overrides):
+    report = run_ablation(overrides, quick=True, only=["mmd", "mask"], jobs=2)
+    results = json.loads((report.parent / "results.json").read_text())
+    assert set(results["results"]) == {"mmd", "mask"}
+    for m in results["results"].values():
+        assert m["hypotheses"] == 6 and m["best_of_n"]["pve"] > 0
+    claims = {c["claim"] for c in results["directions"]}
+    assert "the mask loss raises PercIn" in claims  # mask vs mmd were both run
+    assert not any("bbox" in c for c in claims)  # bbox was not run: no claim about it
+    text = report.read_text()
+    assert "## Table 3" in text and "## Table S2" in text and "not run" in text
+    assert (report.parent / "min_of_n.png").stat().st_size > 1000
+    assert (report.parent.parent / "ablation-quick-mmd" / "synthetic-test" /
+            "metrics.json").exists()
+
+    # a second call finds every variant trained and evaluated: nothing is re-evaluated
+    metrics = report.parent.parent / "ablation-quick-mask" / "synthetic-test" / "metrics.json"
+    before = metrics.stat().st_mtime_ns
+    run_ablation(overrides, quick=True, only=["mask"], jobs=1)
+    assert metrics.stat().st_mtime_ns == before
+
+
+def test_variants_differ_as_the_tables_say(overrides):
+    cfg = load_config(overrides)
+    _, variants = plan(cfg, overrides)
+    by_name = {v.name: v.config() for v in variants}
+    assert len(by_name) == 8  # Table 3's six rows and S2's two extra models
+    prohmr, realnvp, full = by_name["prohmr"], by_name["realnvp"], by_name["mask"]
+    assert prohmr.model.volume_preserving and not realnvp.model.volume_preserving
+    assert not prohmr.model.use_pose_condition and not prohmr.model.use_bbox_condition
+    assert realnvp.loss_weights.keypoints_2d_samples == 1e-3 and realnvp.loss_weights.mmd == 0
+    assert by_name["l2d_vis"].losses.samples_2d_visible_only
+    assert full.loss_weights.mask > 0 and full.loss_weights.mmd > 0
+    assert by_name["mmd"].loss_weights.mask == 0
+    assert {c.train.iterations for c in by_name.values()} == {2}  # the user's override wins
+    assert {c.train.seed for c in by_name.values()} == {0}
+
+
+def test_unknown_variant_and_missing_store_fail_before_work(overrides, tmp_path):
+    with pytest.raises(KeyError, match="nope"):
+        run_ablation(overrides, quick=True, only=["nope"])
+    with pytest.raises(FileNotFoundError, match="make precompute DATASET=synthetic"):
+        run_ablation([*overrides, f"paths.stores={tmp_path}"], quick=True, only=["mask"])
+
+
+def test_switched_off_conditions_leave_no_parameters(overrides):
+    cfg = load_config([*overrides, "model.use_pose_condition=false",
+                       "model.use_bbox_condition=false"])
+    model = ProbabilisticHMR(cfg, cfg.body.models)
+    assert model.pose_condition is None
+    assert not any(name.startswith("pose_condition") for name, _ in model.named_parameters())
+    batch = {"image": torch.zeros(2, 3, 224, 224), "det_kp": torch.zeros(2, 17, 3),
+             "bbox_cond": torch.ones(2, 3)}
+    cond = model.conditions(batch)
+    assert cond.shape == (2, model.backbone.out_features)  # image features only (ProHMR)
