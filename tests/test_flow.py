@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.flow import ATAN_SCALE, ConditionalFlow, CouplingBlock, Permutation, soft_clamp
+from train.flow import (ATAN_SCALE, ConditionalFlow, CouplingBlock, DiagonalScaling, Permutation,
+                        soft_clamp)
 
 
 def _randomize(module: torch.nn.Module, std: float = 0.3, seed: int = 0) -> None:
@@ -185,16 +186,24 @@ def test_dtype_follows_condition_and_samples_are_differentiable():
     assert flow.module_list[0].subnet1[0].weight.grad is not None
 
 
-def test_volume_preserving_log_det_is_zero():
+def test_nice_log_det_is_its_constant_scaling():
+    """NICE: additive couplings (log-det 0) and the diagonal scaling, whose Σ s is the whole
+    log-det, the same for every input and condition; checked against autograd."""
     flow = _flow(6, 3, blocks=2, volume_preserving=True)
     assert flow.module_list[0].subnet1[6].out_features == 3
+    scaling = flow.module_list[-1]
+    assert isinstance(scaling, DiagonalScaling) and len(flow.module_list) == 5
     x = torch.randn(4, 6, dtype=torch.float64)
     c = torch.randn(4, 3, dtype=torch.float64)
     z, ld = flow(x, c)
-    assert torch.equal(ld, torch.zeros(4, dtype=torch.float64))
+    expected = scaling.log_scale.sum().detach().expand(4)
+    assert expected.abs().min() > 0.01  # _randomize gave the scaling a non-trivial value
+    torch.testing.assert_close(ld, expected, rtol=0, atol=1e-12)
     assert torch.allclose(flow.inverse(z, c)[0], x, atol=1e-12, rtol=0)
-    jac_logdet = _jacobian_logdet(lambda v: flow(v[None], c[:1])[0][0], x[0])
-    assert abs(jac_logdet) < 1e-10
+    for i in range(2):
+        jac_logdet = _jacobian_logdet(lambda v: flow(v[None], c[i:i + 1])[0][0], x[i])
+        assert abs(jac_logdet - float(expected[0])) < 1e-10
+    assert torch.equal(flow.module_list[0](x, c)[1], torch.zeros(4, dtype=torch.float64))
 
 
 def test_initial_last_layer_is_scaled():

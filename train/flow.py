@@ -120,12 +120,31 @@ class Permutation(nn.Module):
         return x[:, self.perm_inv if rev else self.perm], x.new_zeros(x.shape[0])
 
 
+class DiagonalScaling(nn.Module):
+    """NICE's last layer (Dinh et al. 2015, Sec. 3.3): z = x · exp(s) with a learned,
+    input-independent s (dim,), log|det| = Σ s. The only volume change a NICE flow has: it can
+    shrink or widen every dimension, but not per condition. Starts as the identity."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor, c: Tensor | None = None,
+                rev: bool = False) -> tuple[Tensor, Tensor]:
+        """(x · exp(±s), ±Σ s per row); `c` is ignored."""
+        sign = -1.0 if rev else 1.0
+        log_det = (sign * self.log_scale.sum()).expand(x.shape[0])
+        return x * torch.exp(sign * self.log_scale), log_det
+
+
 class ConditionalFlow(nn.Module):
     """p(x | c) with a N(0, I) base: blocks × (CouplingBlock, Permutation) (SPEC.md §3).
 
     `module_list` = [block_0, perm_0, block_1, perm_1, …], permutation k seeded with k, so the
     state_dict keys are FrEIA GraphINN's `module_list.{2k}.subnet{1,2}.{0,3,6}.{weight,bias}` and
     `module_list.{2k+1}.perm` / `.perm_inv` (FORMATS.md). `forward` maps x → z.
+    `volume_preserving=True` is NICE (Table 3's ProHMR rows): additive couplings and NICE's
+    diagonal scaling as the last module.
     """
 
     def __init__(self, dim: int = 132, cond_dim: int = 979, blocks: int = 8, hidden: int = 1024,
@@ -137,6 +156,8 @@ class ConditionalFlow(nn.Module):
         for k in range(blocks):
             modules.append(CouplingBlock(dim, cond_dim, hidden, clamp, dropout, volume_preserving))
             modules.append(Permutation(dim, seed=k))
+        if volume_preserving:
+            modules.append(DiagonalScaling(dim))
         self.module_list = nn.ModuleList(modules)
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
