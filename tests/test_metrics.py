@@ -9,8 +9,9 @@ from scipy.spatial.transform import Rotation
 from scipy.stats import wasserstein_distance
 
 from body.joints import H36M_TO_LSP14
-from eval.metrics import (heatmap_wasserstein, keypoint_2d_error, min_of_n, min_of_n_curve, mpjpe, pa_mpjpe,
-                          perc_in_min_dist, procrustes_align, protocol_joints, pve, spread_3d)
+from eval.metrics import (heatmap_wasserstein, keypoint_2d_error, min_of_n, min_of_n_curve,
+                          mpjpe, pa_mpjpe, perc_in_min_dist, procrustes_align, protocol_joints,
+                          pve, spread_3d)
 
 
 # ---------------------------------------------------------------- Procrustes

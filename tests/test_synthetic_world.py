@@ -238,3 +238,15 @@ def test_agora_and_3dpw_layouts_read_through_their_dataset_entries(small_world, 
     assert rows["synthetic-agora"].body_model == "smplx"
     assert rows["synthetic-3dpw-train"].body_model == "smplx"  # through the SMPL-X fits
     assert rows["synthetic-3dpw-test"].body_model == "smpl"
+
+
+def test_a_directory_the_generator_did_not_write_is_never_replaced(tmp_path, body_models):
+    real = tmp_path / "real"
+    (real / "bedlam").mkdir(parents=True)
+    (real / "bedlam" / "labels.npz").write_bytes(b"downloaded")
+    cfg = load_config(SMALL_WORLD + [f"synthetic.root={real}"])
+    with pytest.raises(FileExistsError, match="not written by the synthetic generator"):
+        world.generate_world(cfg.synthetic, body_models, workers=1)
+    with pytest.raises(FileExistsError, match="SYNTHETIC.txt"):
+        world.ensure_body_models(real)
+    assert (real / "bedlam" / "labels.npz").read_bytes() == b"downloaded"

@@ -38,10 +38,19 @@ LAYOUTS = {  # task kind → (sequence writer, directory under the root, config 
 _WORKER: dict = {}  # this worker's arguments and writers (one per layout, built on first use)
 
 
+def _check_replaceable(path: Path, marker: str) -> None:
+    """Refuse to replace a non-empty directory that this generator did not write (it lacks
+    `marker`): pointing the synthetic roots at real data must never delete it."""
+    if path.is_dir() and any(path.iterdir()) and not (path / marker).exists():
+        raise FileExistsError(f"{path} exists and was not written by the synthetic generator "
+                              f"(no {marker}); move it or choose another root")
+
+
 def ensure_body_models(path: str | Path) -> Path:
     """The synthetic body-model root, generated on first use."""
     path = Path(path)
     if not (path / "SYNTHETIC.txt").exists():
+        _check_replaceable(path, "SYNTHETIC.txt")
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         write_synthetic_body_models(tmp)
@@ -87,6 +96,7 @@ def generate_world(cfg: DictConfig, body_models: str | Path, workers: int | None
     3DPW layouts) under cfg.root."""
     start = time.perf_counter()
     root = Path(cfg.root)
+    _check_replaceable(root, "MANIFEST.json")
     body_models = ensure_body_models(body_models)
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
