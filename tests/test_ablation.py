@@ -76,3 +76,15 @@ def test_switched_off_conditions_leave_no_parameters(overrides):
              "bbox_cond": torch.ones(2, 3)}
     cond = model.conditions(batch)
     assert cond.shape == (2, model.backbone.out_features)  # image features only (ProHMR)
+
+
+def test_trained_backbone_has_the_frozen_layout_and_gets_gradients(overrides):
+    frozen = ProbabilisticHMR(load_config(overrides), load_config(overrides).body.models)
+    cfg = load_config([*overrides, "model.freeze_backbone=false"])
+    trained = ProbabilisticHMR(cfg, cfg.body.models).train()
+    assert frozen.state_dict().keys() == trained.state_dict().keys()
+    assert not any(p.requires_grad for p in frozen.backbone.parameters())
+    image = torch.randn(2, 3, 64, 64)
+    trained.backbone(image).square().sum().backward()
+    grads = [p.grad for p in trained.backbone.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)

@@ -292,6 +292,23 @@ class FrozenBackbone(nn.Module):
         return self.backbone(x)
 
 
+class TrainedBackbone(nn.Module):
+    """A backbone trained with the model (`model.freeze_backbone: false`: e.g. the synthetic
+    world, which has no pretrained backbone to freeze). The same state-dict layout as
+    `FrozenBackbone` (prefix "backbone.")."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.out_features = getattr(backbone, "out_features", None)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.backbone.features(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone(x)
+
+
 def freeze(backbone: nn.Module) -> FrozenBackbone:
     """`backbone` with every parameter frozen (in place) and BatchNorm kept in eval mode, wrapped
     in a `FrozenBackbone`; freezing a `FrozenBackbone` returns it unchanged."""

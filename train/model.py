@@ -17,7 +17,7 @@ from body.joints import NUM_BODY_JOINTS_SMPLX, SMPLX_2D_LOSS_JOINTS, SMPLX_TO_CO
 from body.models import load_smplx
 from body.rotations import rot6d_to_matrix
 
-from .backbones import freeze, make_backbone
+from .backbones import TrainedBackbone, freeze, make_backbone
 from .flow import ConditionalFlow
 
 POSE_DIM = NUM_BODY_JOINTS_SMPLX * 6  # 132
@@ -83,7 +83,8 @@ class ProbabilisticHMR(nn.Module):
     def __init__(self, cfg: DictConfig, body_models: str) -> None:
         super().__init__()
         m = cfg.model
-        self.backbone = freeze(make_backbone(m.backbone, **m.backbone_options))
+        backbone = make_backbone(m.backbone, **m.backbone_options)
+        self.backbone = freeze(backbone) if m.freeze_backbone else TrainedBackbone(backbone)
         features = self.backbone.out_features
         self.use_pose_condition, self.use_bbox_condition = m.use_pose_condition, \
             m.use_bbox_condition
