@@ -42,7 +42,9 @@ def run_evaluation(cfg: DictConfig, dataset: str, checkpoint: str | None = None)
         raise FileNotFoundError(f"no store at {store}: make precompute DATASET={dataset}")
     ckpt = resolve_checkpoint(cfg, checkpoint)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    trained = OmegaConf.merge(OmegaConf.create(state["config"]),
+    # the checkpoint's configuration over today's defaults: keys added since it was trained
+    # take their default (the old behaviour)
+    trained = OmegaConf.merge(cfg, OmegaConf.create(state["config"]),
                               {"body": {"models": cfg.body.models}})
     device = torch.device(cfg.eval.device)
     model = ProbabilisticHMR(trained, cfg.body.models)
