@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.seeding import stable_seed
 from train.checkpoint import latest_checkpoint
+from train.checkpoints_external import load_reference_checkpoint
 from train.model import ProbabilisticHMR
 from train.trainer import run_dir
 
@@ -29,6 +30,28 @@ def resolve_checkpoint(cfg: DictConfig, checkpoint: str | None) -> Path:
     return path
 
 
+def load_model(cfg: DictConfig, ckpt: Path) -> tuple[ProbabilisticHMR, DictConfig, str]:
+    """(model, its configuration, report name) of a checkpoint: ours (`.pt`, with the
+    configuration it was trained with) or the reference release's Lightning `humr_best.ckpt`
+    (`.ckpt`, FORMATS.md), built with the current configuration (`profile=paper` for it)."""
+    if ckpt.suffix == ".ckpt":
+        model = ProbabilisticHMR(cfg, cfg.body.models)
+        report = load_reference_checkpoint(model, ckpt)
+        if report["missing"]:
+            raise ValueError(f"{ckpt}: the reference checkpoint leaves {len(report['missing'])} "
+                             f"of the model's weights unset ({', '.join(report['missing'][:5])}"
+                             "…); is the profile right (PROFILE=paper)?")
+        return model, cfg, f"reference-{ckpt.stem}"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    # the checkpoint's configuration over today's defaults: keys added since it was trained
+    # take their default (the old behaviour)
+    trained = OmegaConf.merge(cfg, OmegaConf.create(state["config"]),
+                              {"body": {"models": cfg.body.models}})
+    model = ProbabilisticHMR(trained, cfg.body.models)
+    model.load_state_dict(state["model"])
+    return model, trained, ckpt.parent.parent.name
+
+
 def run_evaluation(cfg: DictConfig, dataset: str, checkpoint: str | None = None) -> Path:
     """Evaluate and write the report; returns the report directory."""
     if dataset not in cfg.datasets:
@@ -41,21 +64,14 @@ def run_evaluation(cfg: DictConfig, dataset: str, checkpoint: str | None = None)
     if not (store / "zarr.json").exists():
         raise FileNotFoundError(f"no store at {store}: make precompute DATASET={dataset}")
     ckpt = resolve_checkpoint(cfg, checkpoint)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    # the checkpoint's configuration over today's defaults: keys added since it was trained
-    # take their default (the old behaviour)
-    trained = OmegaConf.merge(cfg, OmegaConf.create(state["config"]),
-                              {"body": {"models": cfg.body.models}})
+    model, trained, run = load_model(cfg, ckpt)
     device = torch.device(cfg.eval.device)
-    model = ProbabilisticHMR(trained, cfg.body.models)
-    model.load_state_dict(state["model"])
     model.to(device)
     e = cfg.eval
     evaluator = Evaluator(model, trained, protocol, device)
     got = evaluate(evaluator, store, e.hypotheses, stable_seed(e.seed, dataset) % 2 ** 63,
                    e.batch_size, e.curve_crops, max(e.pve_vs_n))
     result = summarize(got, e.hypotheses, list(e.pve_vs_n))
-    run = Path(ckpt).parent.parent.name
     out = Path(cfg.paths.reports) / run / dataset
     write_report(out, result, protocol, dataset, str(ckpt), got)
     return out

@@ -84,3 +84,29 @@ def test_model_mode_is_the_first_hypothesis(trained):
         with_mode = model.flow.sample_with_mode(cond, 3, torch.Generator().manual_seed(0))
     torch.testing.assert_close(with_mode[:, 0], modes)
     assert np.isfinite(with_mode.numpy()).all()
+
+
+def test_reference_checkpoint_evaluates_like_the_same_weights_of_ours(trained, tmp_path):
+    """`make eval-emdb CKPT=humr_best.ckpt`: our trained weights saved under the reference
+    release's Lightning names give exactly the report of our own checkpoint."""
+    from train.checkpoint import latest_checkpoint
+
+    from .test_checkpoints_external import to_reference_names
+
+    ours = latest_checkpoint(trainer.run_dir(trained))
+    model = ProbabilisticHMR(trained, trained.body.models)
+    model.load_state_dict(torch.load(ours, weights_only=False)["model"])
+    torch.save({"state_dict": to_reference_names(model), "epoch": 1},
+               tmp_path / "humr_best.ckpt")
+    out = run_evaluation(trained, "synthetic-test", str(tmp_path / "humr_best.ckpt"))
+    assert out.parent.name == "reference-humr_best"
+    reference = json.loads((out / "metrics.json").read_text())
+    own = json.loads((run_evaluation(trained, "synthetic-test") / "metrics.json").read_text())
+    for key in ("best_of_n", "mode", "heatmap_w1_px", "spread_3d_mm", "pve_vs_n"):
+        assert reference[key] == own[key], key
+
+    state = to_reference_names(model)
+    del state["model.head.fc1.weight"]
+    torch.save({"state_dict": state}, tmp_path / "partial.ckpt")
+    with pytest.raises(ValueError, match="head.net.0.weight"):
+        run_evaluation(trained, "synthetic-test", str(tmp_path / "partial.ckpt"))
