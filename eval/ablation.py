@@ -22,7 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from core.config import load_config
-from train.checkpoint import latest_checkpoint
+from train.checkpoint import PATTERN, latest_checkpoint
 from train.trainer import run_dir
 
 from .ablation_report import write_ablation_report
@@ -65,6 +65,13 @@ def plan(cfg: DictConfig, user_overrides: list[str], quick: bool = False,
     return str(setting.name), variants
 
 
+def _trained(variant: Variant) -> bool:
+    """The variant's run has its final checkpoint (so its training time is not re-measured)."""
+    cfg = variant.config()
+    ckpt = latest_checkpoint(run_dir(cfg))
+    return ckpt is not None and ckpt.name == PATTERN.format(cfg.train.iterations)
+
+
 def _evaluated(variant: Variant, dataset: str) -> bool:
     """An evaluation of the variant's latest checkpoint with its settings exists."""
     cfg = variant.config()
@@ -86,7 +93,7 @@ def run_variant(variant: Variant, dataset: str, log_dir: Path, threads: int) -> 
     seconds = {}
     with log.open("a") as out:
         for step, cmd in steps.items():
-            if step == "eval" and _evaluated(variant, dataset):
+            if _trained(variant) if step == "train" else _evaluated(variant, dataset):
                 continue
             start = time.perf_counter()
             out.write(f"$ {' '.join(cmd)}\n")

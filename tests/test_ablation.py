@@ -36,11 +36,15 @@ def test_tiny_ablation_trains_evaluates_and_reports(overrides):
     assert (report.parent.parent / "ablation-quick-mmd" / "synthetic-test" /
             "metrics.json").exists()
 
-    # a second call finds every variant trained and evaluated: nothing is re-evaluated
+    # a second call finds the variant trained and evaluated: nothing is run again
     metrics = report.parent.parent / "ablation-quick-mask" / "synthetic-test" / "metrics.json"
     before = metrics.stat().st_mtime_ns
     run_ablation(overrides, quick=True, only=["mask"], jobs=1)
     assert metrics.stat().st_mtime_ns == before
+    log = (report.parent / "logs" / "mask.log").read_text()
+    assert log.count("-m train fit") == 1 and log.count("-m eval run") == 1
+    timing = json.loads((report.parent / "timing.json").read_text())
+    assert timing["mask"]["train"] > 0 and timing["mask"]["eval"] > 0
 
 
 def test_variants_differ_as_the_tables_say(overrides):
