@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -30,15 +30,18 @@ from .ablation_report import write_ablation_report
 
 @dataclass(frozen=True)
 class Variant:
-    """One trained model of the ablation: its name, table label and its pipelines.yaml
-    overrides (the setting's budget, the variant's switches, the user's, then the run name)."""
+    """One trained model of the ablation: its name, table label, its pipelines.yaml
+    overrides (the setting's budget, the variant's switches, the user's, then the run name) and
+    the configuration they give (loaded once)."""
 
     name: str
     label: str
     overrides: tuple[str, ...]
+    cfg: DictConfig = field(compare=False, repr=False)
 
-    def config(self) -> DictConfig:
-        return load_config(self.overrides)
+    def metrics_path(self, dataset: str) -> Path:
+        """Where `python -m eval run` writes this variant's metrics on `dataset`."""
+        return Path(self.cfg.paths.reports) / self.cfg.train.run / dataset / "metrics.json"
 
 
 def plan(cfg: DictConfig, user_overrides: list[str], quick: bool = False,
@@ -59,28 +62,27 @@ def plan(cfg: DictConfig, user_overrides: list[str], quick: bool = False,
         v = a.variants[name]
         overrides = (*setting.overrides, *v.overrides, *user_overrides,
                      f"train.run={setting.name}-{name}")
-        variant = Variant(name, str(v.label), tuple(str(o) for o in overrides))
-        variant.config()
-        variants.append(variant)
+        overrides = tuple(str(o) for o in overrides)
+        variants.append(Variant(name, str(v.label), overrides, load_config(overrides)))
     return str(setting.name), variants
 
 
 def _trained(variant: Variant) -> bool:
     """The variant's run has its final checkpoint (so its training time is not re-measured)."""
-    cfg = variant.config()
+    cfg = variant.cfg
     ckpt = latest_checkpoint(run_dir(cfg))
     return ckpt is not None and ckpt.name == PATTERN.format(cfg.train.iterations)
 
 
 def _evaluated(variant: Variant, dataset: str) -> bool:
     """An evaluation of the variant's latest checkpoint with its settings exists."""
-    cfg = variant.config()
-    ckpt = latest_checkpoint(run_dir(cfg))
-    metrics = Path(cfg.paths.reports) / cfg.train.run / dataset / "metrics.json"
+    ckpt = latest_checkpoint(run_dir(variant.cfg))
+    metrics = variant.metrics_path(dataset)
     if ckpt is None or not metrics.exists():
         return False
     done = json.loads(metrics.read_text())
-    return done.get("checkpoint") == str(ckpt) and done.get("hypotheses") == cfg.eval.hypotheses
+    return (done.get("checkpoint") == str(ckpt)
+            and done.get("hypotheses") == variant.cfg.eval.hypotheses)
 
 
 def run_variant(variant: Variant, dataset: str, log_dir: Path, threads: int) -> dict:
@@ -110,7 +112,8 @@ def run_ablation(user_overrides: list[str], quick: bool = False, only: list[str]
                  jobs: int | None = None) -> Path:
     """Run (or finish) the ablation and write its report; returns the report path."""
     cfg = load_config(user_overrides)
-    name, variants = plan(cfg, user_overrides, quick, only)
+    name, every = plan(cfg, user_overrides, quick)  # the report covers every variant made
+    variants = plan(cfg, user_overrides, quick, only)[1] if only else every
     dataset = str(cfg.ablation.dataset)
     if dataset not in cfg.datasets:
         raise KeyError(f"ablation.dataset {dataset!r} is not under 'datasets' in pipelines.yaml")
@@ -142,10 +145,6 @@ def run_ablation(user_overrides: list[str], quick: bool = False, only: list[str]
     timing_path.write_text(json.dumps(timing, indent=2) + "\n")
     if failures:
         raise RuntimeError("; ".join(failures))
-    results = {}
-    for v in plan(cfg, user_overrides, quick)[1]:  # the report covers every variant made so far
-        vc = v.config()
-        metrics = Path(vc.paths.reports) / vc.train.run / dataset / "metrics.json"
-        if metrics.exists():
-            results[v.name] = json.loads(metrics.read_text())
+    results = {v.name: json.loads(v.metrics_path(dataset).read_text()) for v in every
+               if v.metrics_path(dataset).exists()}
     return write_ablation_report(out_dir, cfg.ablation, results, timing, quick)

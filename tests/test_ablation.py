@@ -50,7 +50,7 @@ def test_tiny_ablation_trains_evaluates_and_reports(overrides):
 def test_variants_differ_as_the_tables_say(overrides):
     cfg = load_config(overrides)
     _, variants = plan(cfg, overrides)
-    by_name = {v.name: v.config() for v in variants}
+    by_name = {v.name: v.cfg for v in variants}
     assert len(by_name) == 8  # Table 3's six rows and S2's two extra models
     prohmr, realnvp, full = by_name["prohmr"], by_name["realnvp"], by_name["mask"]
     assert prohmr.model.volume_preserving and not realnvp.model.volume_preserving
