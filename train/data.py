@@ -114,7 +114,8 @@ class TrainingExamples(Dataset):
     """The training examples of one or more stores, addressed by a global counter k (module doc).
 
     `stores`: store paths; their context caches are built when missing or stale (`build`, with
-    `build_workers` processes) — in DDP, build them on one rank first. `weights`: one per store,
+    `build_workers` processes) — in DDP, build them on one rank first; a store that is not
+    complete and verified is refused (`stores.schema.StoreError`). `weights`: one per store,
     None = uniform over examples.
     """
 
@@ -205,8 +206,8 @@ class TrainingExamples(Dataset):
     def _store(self, d: int) -> tuple[_Rows, ContextCache]:
         local = self._state()
         if local["rows"][d] is None:
+            local["caches"][d] = open_context_cache(self.paths[d])  # verifies the store first
             local["rows"][d] = _Rows(Store(self.paths[d]))
-            local["caches"][d] = open_context_cache(self.paths[d])
         return local["rows"][d], local["caches"][d]
 
     def __getstate__(self) -> dict:
