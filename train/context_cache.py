@@ -361,6 +361,6 @@ def open_context_cache(store_path: str | Path) -> ContextCache:
             or cache.attrs.get("store_signature") != signature
             or cache.attrs.get("cache_version") != CACHE_VERSION
             or not cache.attrs.get("complete")):
-        raise ValueError(f"{path} is stale (made from another version or content of the store): rebuild it with "
-                         f"build_context_cache({store.path})")
+        raise ValueError(f"{path} is stale (made from another version or content of the "
+                         f"store): rebuild it with build_context_cache({store.path})")
     return cache
