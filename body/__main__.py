@@ -8,13 +8,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.cli import ArgumentParser, run_cli
+
 from .models import convert_to_npz
 from .synthetic import write_synthetic_body_models
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m body", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m body", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     synth = sub.add_parser("synthesize", help="write the synthetic body model files")
     synth.add_argument("--out", required=True)
@@ -32,4 +34,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -7,14 +7,14 @@ the variants of the paper's Tables 3 and S2 (pipelines.yaml `ablation`), write
 `<reports>/ablation/report.md`."""
 from __future__ import annotations
 
-import argparse
 import sys
 
+from core.cli import ArgumentParser, run_cli
 from core.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__)
+    parser = ArgumentParser(prog="python -m eval", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="evaluate a checkpoint on a test store")
     run.add_argument("--dataset", required=True)
@@ -47,4 +47,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -26,6 +26,7 @@ from train.checkpoint import PATTERN, latest_checkpoint
 from train.trainer import run_dir
 
 from .ablation_report import write_ablation_report
+from .run import report_dir
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,14 @@ class Variant:
     overrides: tuple[str, ...]
     cfg: DictConfig = field(compare=False, repr=False)
 
-    def metrics_path(self, dataset: str) -> Path:
-        """Where `python -m eval run` writes this variant's metrics on `dataset`."""
-        return Path(self.cfg.paths.reports) / self.cfg.train.run / dataset / "metrics.json"
+    def metrics_path(self, dataset: str) -> Path | None:
+        """Where `python -m eval run` writes the metrics of this variant's latest checkpoint on
+        `dataset` (None before it has one)."""
+        ckpt = latest_checkpoint(run_dir(self.cfg))
+        if ckpt is None:
+            return None
+        run = self.cfg.train.run
+        return report_dir(self.cfg.paths.reports, run, ckpt, dataset) / "metrics.json"
 
 
 def plan(cfg: DictConfig, user_overrides: list[str], quick: bool = False,
@@ -78,7 +84,7 @@ def _evaluated(variant: Variant, dataset: str) -> bool:
     """An evaluation of the variant's latest checkpoint with its settings exists."""
     ckpt = latest_checkpoint(run_dir(variant.cfg))
     metrics = variant.metrics_path(dataset)
-    if ckpt is None or not metrics.exists():
+    if ckpt is None or metrics is None or not metrics.exists():
         return False
     done = json.loads(metrics.read_text())
     return (done.get("checkpoint") == str(ckpt)
@@ -145,6 +151,6 @@ def run_ablation(user_overrides: list[str], quick: bool = False, only: list[str]
     timing_path.write_text(json.dumps(timing, indent=2) + "\n")
     if failures:
         raise RuntimeError("; ".join(failures))
-    results = {v.name: json.loads(v.metrics_path(dataset).read_text()) for v in every
-               if v.metrics_path(dataset).exists()}
+    paths = {v.name: v.metrics_path(dataset) for v in every}
+    results = {n: json.loads(p.read_text()) for n, p in paths.items() if p and p.exists()}
     return write_ablation_report(out_dir, cfg.ablation, results, timing, quick)
