@@ -11,6 +11,7 @@ from pathlib import Path
 
 from body.synthetic import write_synthetic_body_models
 from core.cli import ArgumentParser, run_cli
+from core.errors import MissingFileError
 
 from .data_path import bench_data_path
 from .fast_joints import bench_fast_joints
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="data/reports/bench")
     parser.add_argument("--body-models", default=None)
     args = parser.parse_args(argv)
+    if args.body_models and not Path(args.body_models).is_dir():
+        raise MissingFileError(f"--body-models: no body-model folder at {args.body_models}")
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(args.body_models) if args.body_models else write_synthetic_body_models(tmp)
         figures = {"fast_joints_vs_smplx": bench_fast_joints(models),

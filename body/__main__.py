@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from core.cli import ArgumentParser, run_cli
+from core.errors import MissingFileError
 
 from .models import convert_to_npz
 from .synthetic import write_synthetic_body_models
@@ -27,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "synthesize":
         print(f"synthetic body models written to {write_synthetic_body_models(args.out)}")
     elif args.command == "convert":
+        if not Path(args.src).is_file():
+            raise MissingFileError(f"body-model pickle not found: {args.src}")
         print(f"wrote {convert_to_npz(args.src, args.dst)}")
     else:
         parser.print_help()

@@ -1,6 +1,9 @@
 """`python -m eval run --dataset NAME [--ckpt PATH] [key=value …]`: evaluate a checkpoint
 (default: the latest of the configured run) on a test store with its protocol (SPEC.md §6), and
-write `<reports>/<run>/<dataset>/{metrics.json, report.md, *.png}`.
+write `<reports>/<run>/<checkpoint stem>/<dataset>/{metrics.json, report.md, *.png}` (e.g.
+`reports/synthetic/step_00001500/synthetic-test/`; the reference release's `humr_best.ckpt` under
+`reports/reference/humr_best/`). The model is built from the checkpoint's own configuration; a
+`profile=` other than the one it was trained with prints a one-line notice.
 
 `python -m eval ablation [--quick] [--only a,b] [--jobs N] [key=value …]`: train and evaluate
 the variants of the paper's Tables 3 and S2 (pipelines.yaml `ablation`), write

@@ -22,6 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from core.config import load_config
+from core.errors import MissingFileError, UnknownNameError
 from train.checkpoint import PATTERN, latest_checkpoint
 from train.trainer import run_dir
 
@@ -61,8 +62,8 @@ def plan(cfg: DictConfig, user_overrides: list[str], quick: bool = False,
     names = list(dict.fromkeys([*a.table3, *a.table_s2]))
     unknown = [n for n in [*names, *(only or [])] if n not in a.variants]
     if unknown:
-        raise KeyError(f"ablation variants {unknown} are not under ablation.variants in "
-                       f"pipelines.yaml (known: {', '.join(a.variants)})")
+        raise UnknownNameError(f"ablation variants {unknown} are not under ablation.variants in "
+                               f"pipelines.yaml (known: {', '.join(a.variants)})")
     variants = []
     for name in only or names:
         v = a.variants[name]
@@ -122,13 +123,14 @@ def run_ablation(user_overrides: list[str], quick: bool = False, only: list[str]
     variants = plan(cfg, user_overrides, quick, only)[1] if only else every
     dataset = str(cfg.ablation.dataset)
     if dataset not in cfg.datasets:
-        raise KeyError(f"ablation.dataset {dataset!r} is not under 'datasets' in pipelines.yaml")
+        raise UnknownNameError(f"ablation.dataset {dataset!r} is not under 'datasets' in "
+                               "pipelines.yaml")
     stores = Path(cfg.paths.stores)
     missing = [s for s in [*cfg.train.stores, dataset]
                if not (stores / f"{s}.zarr" / "zarr.json").exists()]
     if missing:
-        raise FileNotFoundError(f"no store for {missing} under {stores}: "
-                                "make precompute DATASET=synthetic")
+        raise MissingFileError(f"no store for {missing} under {stores}: "
+                               "make precompute DATASET=synthetic")
     out_dir = Path(cfg.paths.reports) / name
     log_dir = out_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
