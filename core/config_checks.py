@@ -53,11 +53,11 @@ DEVICE = matches(r"cpu|mps|cuda(:\d+)?", "cpu, cuda, cuda:N or mps")
 
 RANGES: dict[str, Rule] = {
     "synthetic.workers": at_least(1),
-    "synthetic.*.sequences_per_folder": at_least(1),
+    "synthetic.*.sequences_per_folder": at_least(0),  # 0: the layout is left out
     "synthetic.*.frames_per_sequence": at_least(1),
-    "synthetic.*.subjects": at_least(1),
-    "synthetic.*.sequences_per_subject": at_least(1),
-    "synthetic.*.sequences_per_split": at_least(1),
+    "synthetic.*.subjects": at_least(0),
+    "synthetic.*.sequences_per_subject": at_least(0),
+    "synthetic.*.sequences_per_split": at_least(0),
     "synthetic.*.image_size": each(at_least(1)),
     "synthetic.*.people": each(at_least(1)),
     "synthetic.*.depth_range": each(above(0)),
@@ -181,7 +181,10 @@ def _leaves(tree: dict, prefix: str = ""):
 
 
 def _lookup(tree: dict, dotted: str) -> Any:
+    """The value at a dotted key, None when there is none."""
     for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
         tree = tree[part]
     return tree
 
@@ -208,5 +211,6 @@ def check_values(values: dict, defaults: dict, where: str) -> None:
         if complaint:
             fail(key, value, complaint)
     for low, high in ORDERED:
-        if _lookup(values, low) > _lookup(values, high):
-            fail(low, _lookup(values, low), f"must be ≤ {high} ({_show(_lookup(values, high))})")
+        a, b = _lookup(values, low), _lookup(values, high)
+        if a is not None and b is not None and a > b:
+            fail(low, a, f"must be ≤ {high} ({_show(b)})")
