@@ -67,7 +67,7 @@ def load_config(overrides: Sequence[str] = (), path: str | Path = DEFAULT_CONFIG
     if not Path(path).is_file():
         raise MissingFileError(f"configuration file not found: {path}")
     cfg = OmegaConf.load(path)
-    defaults = OmegaConf.to_container(cfg, resolve=True)
+    defaults = OmegaConf.to_container(cfg)  # interpolations unresolved: not type-checked
     OmegaConf.set_struct(cfg, True)
     _open_option_dicts(cfg)
     cfg = _merge(cfg, overrides, str(path))

@@ -3,7 +3,7 @@
 Two rules, applied to the configuration after the profile and the overrides:
 - type: every scalar key takes the type of its value in `pipelines.yaml` (int, float, bool or
   string; an int is a float too), and a list of scalars the type of its elements; a key whose
-  default is null, and the free-form `*options` dicts, are not checked;
+  default is null or an interpolation, and the free-form `*options` dicts, are not checked;
 - range: the keys of `RANGES` (dotted names, `*` matches any part) obey their rule.
 The first bad value raises `ConfigError`, naming the file, the key and what it must be.
 All of it lives here so that it can move to OmegaConf structured schemas in one step.
@@ -158,8 +158,8 @@ def _show(value: Any) -> str:
 
 
 def _type_complaint(value: Any, default: Any) -> str | None:
-    if default is None or isinstance(default, dict):
-        return None
+    if default is None or isinstance(default, dict) or str(default).startswith("${"):
+        return None  # no default, a free-form dict, an interpolation
     if not _fits(value, default):
         return f"must be {_TYPE_NAMES.get(type(default), type(default).__name__)}"
     if isinstance(default, list):
