@@ -21,6 +21,7 @@ from dask.distributed import as_completed
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from core.errors import ConfigError, MissingFileError, UnknownNameError
 from stores.labels import LabelRows
 from stores.lock import StoreLock
 from stores.schema import REASONS, SCHEMA_VERSION, StoreError, is_skip
@@ -41,24 +42,24 @@ def dataset_names(cfg: DictConfig, name: str) -> list[str]:
     for n in names:
         if n not in cfg.datasets:
             known = sorted(list(cfg.datasets) + list(cfg.dataset_groups))
-            raise KeyError(f"unknown dataset '{n}': not under 'datasets' in pipelines.yaml "
-                           f"(known: {', '.join(known)})")
+            raise UnknownNameError(f"unknown dataset '{n}': not under 'datasets' in "
+                                   f"pipelines.yaml (known: {', '.join(known)})")
     return names
 
 
 def _check(cfg: DictConfig, name: str) -> DictConfig:
     entry = cfg.datasets[name]
     if entry.get("format") not in READERS:
-        raise ValueError(f"datasets.{name}.format must be one of {sorted(READERS)}, "
-                         f"got {entry.get('format')!r}")
+        raise ConfigError(f"datasets.{name}.format must be one of {sorted(READERS)}, "
+                          f"got {entry.get('format')!r}")
     if entry.get("split") not in SPLITS:
-        raise ValueError(f"datasets.{name}.split must be one of {SPLITS}, "
-                         f"got {entry.get('split')!r}")
+        raise ConfigError(f"datasets.{name}.split must be one of {SPLITS}, "
+                          f"got {entry.get('split')!r}")
     if not Path(entry.root).exists():
-        raise FileNotFoundError(f"datasets.{name}.root does not exist: {entry.root}")
+        raise MissingFileError(f"datasets.{name}.root does not exist: {entry.root}")
     if cfg.precompute.detector.name not in DETECTORS:
-        raise ValueError(f"precompute.detector.name must be one of {sorted(DETECTORS)}, got "
-                         f"{cfg.precompute.detector.name!r}")
+        raise ConfigError(f"precompute.detector.name must be one of {sorted(DETECTORS)}, got "
+                          f"{cfg.precompute.detector.name!r}")
     check_cluster_config(cfg.cluster)
     return entry
 
@@ -119,7 +120,7 @@ def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig) -> tuple
             repair(store, rows)
             return store, settings
         if not cfg.precompute.overwrite:
-            raise ValueError(f"{path} was made with another configuration or other source "
+            raise StoreError(f"{path} was made with another configuration or other source "
                              "files; remove it or pass precompute.overwrite=true")
     attrs = {"dataset": name, "split": entry.split, "format": entry.format,
              "root": str(Path(entry.root).resolve()), "source_files": sources,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import UserError
+
 SCHEMA_VERSION = 2
 NUM_JOINTS = 17
 HEATMAP_HW = (64, 48)
@@ -34,7 +36,7 @@ REASONS = {
 }
 
 
-class StoreError(ValueError):
+class StoreError(UserError, ValueError):
     """A store that cannot be used as it is (old schema, incomplete, corrupt, locked); the
     message is one line naming the store and what to do."""
 

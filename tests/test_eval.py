@@ -99,7 +99,8 @@ def test_reference_checkpoint_evaluates_like_the_same_weights_of_ours(trained, t
     torch.save({"state_dict": to_reference_names(model), "epoch": 1},
                tmp_path / "humr_best.ckpt")
     out = run_evaluation(trained, "synthetic-test", str(tmp_path / "humr_best.ckpt"))
-    assert out.parent.name == "reference-humr_best"
+    assert out.relative_to(trained.paths.reports).parts == ("reference", "humr_best",
+                                                            "synthetic-test")
     reference = json.loads((out / "metrics.json").read_text())
     own = json.loads((run_evaluation(trained, "synthetic-test") / "metrics.json").read_text())
     for key in ("best_of_n", "mode", "heatmap_w1_px", "spread_3d_mm", "pve_vs_n"):

@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from core.errors import MissingFileError
 from core.seeding import stable_seed
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -42,8 +43,8 @@ def store_paths(cfg: DictConfig) -> list[Path]:
     paths = [Path(cfg.paths.stores) / f"{name}.zarr" for name in cfg.train.stores]
     missing = [str(p) for p in paths if not (p / "zarr.json").exists()]
     if missing:
-        raise FileNotFoundError(f"train.stores: no store at {', '.join(missing)}; run "
-                                "`make precompute DATASET=…` first")
+        raise MissingFileError(f"train.stores: no store at {', '.join(missing)}; run "
+                               "`make precompute DATASET=…` first")
     return paths
 
 

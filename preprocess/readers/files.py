@@ -15,6 +15,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from core.errors import BadFileError, MissingFileError
+
 ALLOWED_GLOBALS = frozenset({
     # numpy arrays, dtypes and scalars as numpy 1.x (numpy.core) and 2.x (numpy._core) write them
     ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -42,7 +44,7 @@ class _DataUnpickler(pickle.Unpickler):
 def require_dir(path: Path, what: str) -> None:
     """Raise naming `path` when the directory `what` ("AGORA mask directory", …) is missing."""
     if not path.is_dir():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise MissingFileError(f"{what} not found: {path}")
 
 
 def inside_root(path: str | Path, root: str | Path) -> Path:
@@ -50,9 +52,9 @@ def inside_root(path: str | Path, root: str | Path) -> Path:
     path, root = Path(path), Path(root)
     real, real_root = path.resolve(), root.resolve()
     if not real.is_relative_to(real_root):
-        raise ValueError(f"{path} resolves to {real}, outside the dataset root {real_root}: "
-                         "dataset pickles are read only from inside the configured root (point "
-                         "the dataset's root at the directory that really holds the files)")
+        raise BadFileError(f"{path} resolves to {real}, outside the dataset root {real_root}: "
+                           "dataset pickles are read only from inside the configured root (point "
+                           "the dataset's root at the directory that really holds the files)")
     return path
 
 

@@ -31,6 +31,7 @@ from scipy.spatial.transform import Rotation
 from body.cameras import box_from_keypoints, perspective_projection
 from body.joints import SMPL_TO_COCO17, SMPLX_TO_COCO17
 from body.models import load_smpl, load_smplx
+from core.errors import BadFileError, ConfigError, MissingFileError, MissingKeyInFileError
 from stores.labels import LabelRows
 
 from .bedlam import _image_size
@@ -52,48 +53,48 @@ def load_sequence(path: Path, root: Path) -> dict:
     shape is impossible."""
     raw = load_dataset_pickle(path, root, encoding="latin1")
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a dict of sequence arrays, found "
-                         f"{type(raw).__name__}")
+        raise BadFileError(f"{path}: expected a dict of sequence arrays, found "
+                           f"{type(raw).__name__}")
     missing = [k for k in ACTOR_KEYS + FRAME_KEYS if k not in raw]
     if missing:
-        raise KeyError(f"{path}: missing key(s) {missing}")
+        raise MissingKeyInFileError(f"{path}: missing key(s) {missing}")
     ext = np.asarray(raw["cam_poses"], np.float64)
     if ext.ndim != 3 or ext.shape[1:] != (4, 4):
-        raise ValueError(f"{path}: key 'cam_poses' has shape {ext.shape}, expected (N, 4, 4)")
+        raise BadFileError(f"{path}: key 'cam_poses' has shape {ext.shape}, expected (N, 4, 4)")
     n = len(ext)
     data = {"cam_poses": ext, "cam_intrinsics": np.asarray(raw["cam_intrinsics"], np.float64),
             "img_frame_ids": np.asarray(raw["img_frame_ids"])}
     if data["cam_intrinsics"].shape != (3, 3):
-        raise ValueError(f"{path}: key 'cam_intrinsics' has shape "
-                         f"{data['cam_intrinsics'].shape}, expected (3, 3)")
+        raise BadFileError(f"{path}: key 'cam_intrinsics' has shape "
+                           f"{data['cam_intrinsics'].shape}, expected (3, 3)")
     if data["img_frame_ids"].shape != (n,):
-        raise ValueError(f"{path}: key 'img_frame_ids' has shape {data['img_frame_ids'].shape}, "
-                         f"expected ({n},)")
+        raise BadFileError(f"{path}: key 'img_frame_ids' has shape {data['img_frame_ids'].shape}, "
+                           f"expected ({n},)")
     actors = len(raw["poses"])
     if actors < 1:
-        raise ValueError(f"{path}: key 'poses' lists no actor")
+        raise BadFileError(f"{path}: key 'poses' lists no actor")
     for key in ACTOR_KEYS:
         if len(raw[key]) != actors:
-            raise ValueError(f"{path}: key '{key}' lists {len(raw[key])} actors, 'poses' "
-                             f"lists {actors}")
+            raise BadFileError(f"{path}: key '{key}' lists {len(raw[key])} actors, 'poses' "
+                               f"lists {actors}")
     expected = {"poses": (n, 72), "trans": (n, 3), "campose_valid": (n,)}
     for key, shape in expected.items():
         data[key] = [np.asarray(v) for v in raw[key]]
         for a, value in enumerate(data[key]):
             if value.shape != shape:
-                raise ValueError(f"{path}: key '{key}' of actor {a} has shape {value.shape}, "
-                                 f"expected {shape}")
+                raise BadFileError(f"{path}: key '{key}' of actor {a} has shape {value.shape}, "
+                                   f"expected {shape}")
     data["betas"] = [np.asarray(b, np.float64).reshape(-1) for b in raw["betas"]]
     for a, betas in enumerate(data["betas"]):
         if len(betas) < 10:
-            raise ValueError(f"{path}: key 'betas' of actor {a} has {len(betas)} values, "
-                             "expected >= 10")
+            raise BadFileError(f"{path}: key 'betas' of actor {a} has {len(betas)} values, "
+                               "expected >= 10")
     data["genders"] = []
     for a, gender in enumerate(raw["genders"]):
         gender = gender.decode() if isinstance(gender, bytes) else str(gender)
         if gender not in GENDERS:
-            raise ValueError(f"{path}: key 'genders' of actor {a} is {gender!r}, expected one "
-                             f"of {sorted(GENDERS)}")
+            raise BadFileError(f"{path}: key 'genders' of actor {a} is {gender!r}, expected one "
+                               f"of {sorted(GENDERS)}")
         data["genders"].append(GENDERS[gender])
     return data
 
@@ -101,7 +102,7 @@ def load_sequence(path: Path, root: Path) -> dict:
 def load_smplx_fits(path: Path, sequences: dict[str, dict]) -> dict[str, dict]:
     """The SMPL-X fits of `sequences` ({name: load_sequence data}), checked against them."""
     if not path.exists():
-        raise FileNotFoundError(f"3DPW SMPL-X fits not found: {path}")
+        raise MissingFileError(f"3DPW SMPL-X fits not found: {path}")
     fits = {}
     with np.load(path, allow_pickle=False) as f:
         for seq, data in sequences.items():
@@ -110,12 +111,12 @@ def load_smplx_fits(path: Path, sequences: dict[str, dict]) -> dict[str, dict]:
                         "transl": (actors, n, 3)}
             missing = [f"{seq}/{k}" for k in expected if f"{seq}/{k}" not in f.files]
             if missing:
-                raise KeyError(f"{path}: missing key(s) {missing}")
+                raise MissingKeyInFileError(f"{path}: missing key(s) {missing}")
             fits[seq] = {k: f[f"{seq}/{k}"].astype(np.float64) for k in expected}
             for key, shape in expected.items():
                 if fits[seq][key].shape != shape:
-                    raise ValueError(f"{path}: key '{seq}/{key}' has shape "
-                                     f"{fits[seq][key].shape}, expected {shape}")
+                    raise BadFileError(f"{path}: key '{seq}/{key}' has shape "
+                                       f"{fits[seq][key].shape}, expected {shape}")
     return fits
 
 
@@ -140,15 +141,15 @@ def read_3dpw(root: str | Path, body_models: str | Path, sequences: str = "test"
     gives SMPL-X rows instead of SMPL.
     `occlusion_threshold` is unused (3DPW has no masks); it keeps the readers' signature."""
     if sequences not in SPLITS:
-        raise ValueError(f"3DPW sequences (file split) must be one of {SPLITS}, "
-                         f"got {sequences!r}")
+        raise ConfigError(f"3DPW sequences (file split) must be one of {SPLITS}, "
+                          f"got {sequences!r}")
     if smplx_fits is not None and sequences != "train":
-        raise ValueError(f"3DPW SMPL-X fits are for the train split, got split {sequences!r}")
+        raise ConfigError(f"3DPW SMPL-X fits are for the train split, got split {sequences!r}")
     root = Path(root)
     seq_dir = root / "sequenceFiles" / sequences
     paths = sorted(seq_dir.glob("*.pkl"))
     if not paths:
-        raise FileNotFoundError(f"no 3DPW sequence files (*.pkl) in {seq_dir}")
+        raise MissingFileError(f"no 3DPW sequence files (*.pkl) in {seq_dir}")
     loaded = {path.stem: load_sequence(path, root) for path in paths}  # all checked before work
     for path in paths:
         require_dir(root / "imageFiles" / path.stem, f"3DPW image directory of {path.name}")
@@ -170,7 +171,7 @@ def read_3dpw(root: str | Path, body_models: str | Path, sequences: str = "test"
                 parts.append(_smpl_rows(root, path, data, models[gender], a))
     parts = [p for p in parts if p is not None]
     if not parts:
-        raise ValueError(f"no campose_valid person-frame in {seq_dir}")
+        raise BadFileError(f"no campose_valid person-frame in {seq_dir}")
     return LabelRows.concat(parts)
 
 
