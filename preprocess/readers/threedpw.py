@@ -4,9 +4,10 @@
     <root>/imageFiles/<seq>/image_%05d.jpg                   frame k is image img_frame_ids[k]
 
 Per actor (lists of length 1–2): `poses` (N, 72) SMPL axis-angle in the world frame, `trans`
-(N, 3), `betas` (≥ 10; the first 10 are used), `genders` ('m'/'f'), `campose_valid` (N,); per
-frame `cam_poses` (N, 4, 4) world→camera, `cam_intrinsics` (3, 3), `img_frame_ids` (N,). Rows
-are person-frames with `campose_valid` only (SPIN protocol; every split), gendered SMPL
+(N, 3), `betas` (≥ 10; the first 10 are used), `genders` ('m'/'f'), `poses2d` (N, 3, 18),
+`campose_valid` (N,); per frame `cam_poses` (N, 4, 4) world→camera, `cam_intrinsics` (3, 3),
+`img_frame_ids` (N,). Rows are the person-frames the official evaluation (`3dpw-eval`) keeps, in
+every split: `campose_valid` and a 2D pose `poses2d` that is not all zeros; gendered SMPL
 (24 joints, 10 betas). Moving SMPL into the camera frame accounts for the pelvis offset J0 (SMPL
 rotates about its root joint): R_c = R·R_w, t_c = R·(J0 + t_w) + t − J0 (as emdb.py). Boxes follow
 the BEDLAM-CLIFF rule on the projected ground truth: every output joint of the body model
@@ -42,7 +43,7 @@ SPLITS = ("train", "validation", "test")
 MASK_RULE: dict = {}  # 3DPW has no person masks; rows carry mask ""
 BOX_RESCALE = 1.2
 GENDERS = {"m": "male", "f": "female", "male": "male", "female": "female"}
-ACTOR_KEYS = ("poses", "trans", "betas", "genders", "campose_valid")
+ACTOR_KEYS = ("poses", "trans", "betas", "genders", "poses2d", "campose_valid")
 FRAME_KEYS = ("cam_poses", "cam_intrinsics", "img_frame_ids")
 SMPLX_BETAS = 11
 
@@ -77,7 +78,7 @@ def load_sequence(path: Path, root: Path) -> dict:
         if len(raw[key]) != actors:
             raise BadFileError(f"{path}: key '{key}' lists {len(raw[key])} actors, 'poses' "
                                f"lists {actors}")
-    expected = {"poses": (n, 72), "trans": (n, 3), "campose_valid": (n,)}
+    expected = {"poses": (n, 72), "trans": (n, 3), "poses2d": (n, 3, 18), "campose_valid": (n,)}
     for key, shape in expected.items():
         data[key] = [np.asarray(v) for v in raw[key]]
         for a, value in enumerate(data[key]):
@@ -97,6 +98,13 @@ def load_sequence(path: Path, root: Path) -> dict:
                                f"of {sorted(GENDERS)}")
         data["genders"].append(GENDERS[gender])
     return data
+
+
+def valid_frames(data: dict, actor: int) -> np.ndarray:
+    """Frame indices of an actor the official 3DPW evaluation keeps: `campose_valid` and a 2D
+    pose `poses2d` that is not all zeros (a NaN entry does not drop a frame, as there)."""
+    detected = np.abs(np.asarray(data["poses2d"][actor], np.float64)).sum((1, 2)) != 0
+    return np.flatnonzero(np.asarray(data["campose_valid"][actor], bool) & detected)
 
 
 def load_smplx_fits(path: Path, sequences: dict[str, dict]) -> dict[str, dict]:
@@ -137,8 +145,8 @@ def read_3dpw(root: str | Path, body_models: str | Path, sequences: str = "test"
               smplx_fits: str | Path | None = None,
               occlusion_threshold: float = 0.1) -> LabelRows:
     """Rows of every sequence of the 3DPW file split `sequences` (train, validation, test;
-    campose_valid person-frames). `smplx_fits` (train only; relative paths are taken from `root`)
-    gives SMPL-X rows instead of SMPL.
+    the person-frames of `valid_frames`). `smplx_fits` (train only; relative paths are taken
+    from `root`) gives SMPL-X rows instead of SMPL.
     `occlusion_threshold` is unused (3DPW has no masks); it keeps the readers' signature."""
     if sequences not in SPLITS:
         raise ConfigError(f"3DPW sequences (file split) must be one of {SPLITS}, "
@@ -171,12 +179,16 @@ def read_3dpw(root: str | Path, body_models: str | Path, sequences: str = "test"
                 parts.append(_smpl_rows(root, path, data, models[gender], a))
     parts = [p for p in parts if p is not None]
     if not parts:
+<<<<<<< HEAD
         raise BadFileError(f"no campose_valid person-frame in {seq_dir}")
+=======
+        raise BadFileError(f"no valid person-frame (campose_valid, non-zero poses2d) in {seq_dir}")
+>>>>>>> protocols
     return LabelRows.concat(parts)
 
 
 def _smpl_rows(root: Path, path: Path, data: dict, model, actor: int) -> LabelRows | None:
-    frames = np.flatnonzero(np.asarray(data["campose_valid"][actor], bool))
+    frames = valid_frames(data, actor)
     poses = np.asarray(data["poses"][actor], np.float64)[frames].reshape(len(frames), 24, 3)
     betas = np.repeat(data["betas"][actor][None, :10], len(frames), 0)
     trans = np.asarray(data["trans"][actor], np.float64)[frames]
@@ -186,7 +198,7 @@ def _smpl_rows(root: Path, path: Path, data: dict, model, actor: int) -> LabelRo
 
 def _smplx_rows(root: Path, path: Path, data: dict, fit: dict, model,
                 actor: int) -> LabelRows | None:
-    frames = np.flatnonzero(np.asarray(data["campose_valid"][actor], bool))
+    frames = valid_frames(data, actor)
     poses = fit["pose"][actor][frames].reshape(len(frames), 22, 3)
     betas = np.repeat(fit["betas"][actor][None], len(frames), 0)
     trans = fit["transl"][actor][frames]
