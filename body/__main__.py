@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "synthesize":
         print(f"synthetic body models written to {write_synthetic_body_models(args.out)}")
     elif args.command == "convert":
-        print(f"wrote {convert_to_npz(args.src, args.dst)}")
+        try:
+            print(f"wrote {convert_to_npz(args.src, args.dst)}")
+        except (OSError, ValueError, KeyError) as err:  # a missing, refused or damaged file
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     else:
         parser.print_help()
     return 0

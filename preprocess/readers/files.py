@@ -5,9 +5,9 @@ missing images or masks are stage one's to report, as skip reasons per row).
 
 The dataset pickles (3DPW sequence files, EMDB sequence files) are read safely: unpickling runs
 whatever the file names, so they are read only (1) from inside the dataset's configured root (a
-path whose real location, symbolic links followed, lies elsewhere is refused) and (2) as data:
-numpy arrays and scalars inside plain dicts, lists, tuples, strings and numbers. Any other class
-a file names is refused, naming the file and the class.
+path whose real location, symbolic links followed, lies elsewhere is refused) and (2) as data,
+by the allow-list unpickler of `core.safe_pickle` (numpy arrays and scalars inside plain
+containers): any other class a file names is refused, naming the file and the class.
 """
 from __future__ import annotations
 
