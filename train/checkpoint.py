@@ -64,13 +64,14 @@ def read_checkpoint(path: str | Path, extra_globals: Iterable = ()) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
-        found = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+        found = re.search(r"GLOBAL (\S+)", text)
+        detail = re.search(r"WeightsUnpickler error: *(.+)", text)
         what = (f"it pickles {found.group(1)}" if found else
-                text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0])
+                detail.group(1).strip() if detail else text.strip().splitlines()[-1])
         raise CheckpointError(f"{path}: refusing to load: {what}, which is not on the allow-list "
                               "of torch's weights-only loading and train/checkpoint.py "
                               "(no code from checkpoints runs)") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except Exception as err:  # a damaged file fails anywhere in torch's readers
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or not a torch "
                               f"file): {reason}") from None
