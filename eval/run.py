@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError, MissingFileError, UnknownNameError
 from core.seeding import stable_seed
-from train.checkpoint import latest_checkpoint
+from train.checkpoint import latest_checkpoint, read_checkpoint
 from train.checkpoints_external import load_reference_checkpoint
 from train.model import ProbabilisticHMR
 from train.trainer import run_dir
@@ -44,7 +44,7 @@ def load_model(cfg: DictConfig, ckpt: Path) -> tuple[ProbabilisticHMR, DictConfi
                              f"of the model's weights unset ({', '.join(report['missing'][:5])}"
                              "…); is the profile right (PROFILE=paper)?")
         return model, cfg, "reference"
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = read_checkpoint(ckpt)
     # the checkpoint's configuration over today's defaults: keys added since it was trained
     # take their default (the old behaviour)
     trained = OmegaConf.merge(cfg, OmegaConf.create(state["config"]),
