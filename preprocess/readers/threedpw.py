@@ -179,11 +179,7 @@ def read_3dpw(root: str | Path, body_models: str | Path, sequences: str = "test"
                 parts.append(_smpl_rows(root, path, data, models[gender], a))
     parts = [p for p in parts if p is not None]
     if not parts:
-<<<<<<< HEAD
-        raise BadFileError(f"no campose_valid person-frame in {seq_dir}")
-=======
         raise BadFileError(f"no valid person-frame (campose_valid, non-zero poses2d) in {seq_dir}")
->>>>>>> protocols
     return LabelRows.concat(parts)
 
 
