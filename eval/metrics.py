@@ -18,12 +18,10 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from body.joints import H36M_TO_LSP14, PELVIS_3DPW_H36M, PELVIS_EMDB_SMPL24, SMPL_TO_COCO17
+from body.pixels import INSIDE_MASK_PX
 
 MM_PER_M = 1000.0
 PROTOCOLS = ("emdb", "3dpw")
-# A projected point lies inside the person mask when it is closer than this to a mask pixel centre
-# (px; SPEC.md §6): √(0.5² + 0.5²), the corner of the pixel's square (the reference release's rule).
-INSIDE_MASK_PX = 0.71
 
 
 # ---------------------------------------------------------------- distribution accuracy

@@ -66,6 +66,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from body.cameras import DetectorCrop, cliff_bbox_condition, crop_matrix, crop_normalize
+from body.pixels import INSIDE_MASK_PX
 from body.rotations import axis_angle_to_rot6d
 from core.seeding import rng_for
 from stores.schema import KEPT
@@ -88,7 +89,7 @@ class ExampleSettings:
     crop_size: int = 224
     context_factor: float = 1.25
     heatmap_samples: int = 25
-    inside_px: float = 0.71  # a sample counts as inside the mask at distance <= this (SPEC §2)
+    inside_px: float = INSIDE_MASK_PX  # a sample is inside the mask at distance <= this
     seed: int = 0
     mask_dilation: int = 3  # 3 × 3 dilations of the training mask (SPEC.md §4 "Mask loss")
     augment: Augmentation = field(default_factory=Augmentation)
