@@ -11,6 +11,7 @@ import torch
 
 from body.__main__ import main as body_main
 from body.models import load_smpl, load_smplx, load_smplx2smpl, read_model_file, smplx_path
+from core.cli import run_cli
 from core.config import load_config
 from core.safe_pickle import UnsafePickleError, load_pickle
 from eval.run import load_model
@@ -67,7 +68,7 @@ def test_body_convert_refuses_a_crafted_pickle_in_one_line(root, marker, tmp_pat
     capsys.readouterr()
     with src.open("wb") as f:
         pickle.dump({"f": np.zeros(3), "J": Payload(marker)}, f, protocol=2)
-    assert body_main(["convert", str(src), str(dst)]) == 2
+    assert run_cli(body_main, ["convert", str(src), str(dst)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert "SMPL_MALE.pkl" in err and FORBIDDEN in err
