@@ -30,6 +30,9 @@ def row_uniforms(seed: int, dataset: str, rows: Sequence[int], joints: int = 17,
     return np.stack(blocks) if blocks else np.zeros((0, joints, samples))
 
 
+_ROWS_PER_BLOCK = 16  # (16, 17, 3072) float64 CDFs: 7 MB
+
+
 @dataclass
 class HeatmapSamples:
     """Multinomial samples of a batch of heatmaps (SPEC.md §2)."""
@@ -43,10 +46,12 @@ def _sampling_cdf(heatmaps: torch.Tensor, min_value: float) -> torch.Tensor:
     an all-zero heatmap counts 1 everywhere (uniform). The 3072 float32 weights of a 64×48 map,
     when in [2⁻¹⁶, 2) (min_value = 0.05 in every profile), are multiples of 2⁻³⁹ summing below
     2¹³: every partial sum is exact in float64, whatever order the additions take."""
-    maps = heatmaps.flatten(-2).double()
-    weights = torch.where(maps >= min_value, maps, 0.0)
-    weights = torch.where(weights.amax(-1, keepdim=True) > 0, weights, 1.0)
-    return weights.cumsum(-1)
+    maps = heatmaps.flatten(-2).float()
+    cdf = torch.where(maps >= min_value, maps, 0.0).double().cumsum(-1)
+    empty = cdf[..., -1] == 0
+    if empty.any():
+        cdf[empty] = torch.arange(1, maps.shape[-1] + 1, dtype=cdf.dtype, device=cdf.device)
+    return cdf
 
 
 def sample_heatmaps(heatmaps: torch.Tensor, uniforms: torch.Tensor,
@@ -56,7 +61,14 @@ def sample_heatmaps(heatmaps: torch.Tensor, uniforms: torch.Tensor,
     Each heatmap is a multinomial over its pixels (weights as in `_sampling_cdf`); sample s of
     joint j is the inverse CDF of uniforms[b, j, s] (B, J, S). The samples of each joint are
     returned sorted by pixel index: the multiset is the information, and sorted stores compress.
+    Rows go through in blocks of `_ROWS_PER_BLOCK`, whose CDFs stay in the CPU cache.
     """
+    if len(heatmaps) > _ROWS_PER_BLOCK:
+        parts = [sample_heatmaps(heatmaps[i:i + _ROWS_PER_BLOCK],
+                                 uniforms[i:i + _ROWS_PER_BLOCK], min_value)
+                 for i in range(0, len(heatmaps), _ROWS_PER_BLOCK)]
+        return HeatmapSamples(index=torch.cat([p.index for p in parts]),
+                              value=torch.cat([p.value for p in parts]))
     cdf = _sampling_cdf(heatmaps, min_value)
     total = cdf[..., -1:]
     targets = uniforms.to(device=cdf.device, dtype=cdf.dtype) * total
@@ -99,15 +111,16 @@ def _blurred_log_patch(heatmaps: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
     enter the Newton step, so only they are computed (from a (size + 2)² window, in float64, the
     separable blur as explicit ordered sums); DARK's rescale of the blurred map to the original
     maximum adds a constant to the log and cancels."""
-    w = heatmaps.shape[-1]
+    h, w = heatmaps.shape[-2:]
     r = size // 2 + 1
     kernel = _gaussian_kernel(size)
-    padded = torch.nn.functional.pad(heatmaps.double(), (r, r, r, r)).flatten(-2)
     span = torch.arange(-r, r + 1, device=heatmaps.device)
-    rows = (v + r)[..., None] + span[:, None]  # (B, J, 2r+1, 1)
-    cols = (u + r)[..., None] + span[None, :]  # (B, J, 1, 2r+1)
-    window = padded.gather(-1, (rows * (w + 2 * r) + cols).flatten(-2)).unflatten(
-        -1, (2 * r + 1, 2 * r + 1))
+    rows = v[..., None] + span[:, None]  # (B, J, 2r+1, 1)
+    cols = u[..., None] + span[None, :]  # (B, J, 1, 2r+1)
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    index = rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)
+    window = heatmaps.flatten(-2).gather(-1, index.flatten(-2)).unflatten(-1, inside.shape[-2:])
+    window = torch.where(inside, window.double(), 0.0)
     # rows v−1..v+1, columns u−1..u+1
     patch = _blur_taps(_blur_taps(window, kernel, -1), kernel, -2)
     return fixed_math.log(patch.clamp_min(1e-10))

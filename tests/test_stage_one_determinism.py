@@ -114,6 +114,7 @@ def _numpy_dispatch(keep: tuple[str, ...]) -> str:
 
 AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
              "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": ("X86_V3",)}
+SWITCHES = (*AVX2_ONLY, "OMP_NUM_THREADS")
 EMULATIONS = {
     "torch scalar kernels": {"ATEN_CPU_CAPABILITY": "default"},
     "MKL at SSE4.2": {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
@@ -126,7 +127,7 @@ EMULATIONS = {
 @pytest.mark.parametrize("name", list(EMULATIONS))
 def test_other_instruction_sets_and_threads_give_the_same_bytes(mixed, tmp_path, name):
     root, rows, _, batch = mixed
-    env = {k: v for k, v in os.environ.items() if k not in AVX2_ONLY}
+    env = {k: v for k, v in os.environ.items() if k not in SWITCHES}
     emulation = dict(EMULATIONS[name])
     threads = emulation.pop("threads", 1)
     if "NPY_DISABLE_CPU_FEATURES" in emulation:
