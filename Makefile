@@ -8,7 +8,10 @@ TORCH_VERSION ?= 2.13.0
 DATA ?= data
 PROFILE ?= synthetic
 DATASET ?= synthetic
-ARGS ?=  # extra pipelines.yaml overrides, e.g. ARGS="synthetic.seed=1"
+# extra pipelines.yaml overrides, e.g. ARGS="synthetic.seed=1": every step of a target gets the
+# same ARGS (so a store precomputed by `make train ARGS=…` matches the one training reads), and
+# every step that reads a profile gets PROFILE
+ARGS ?=
 export HUMR_DATA := $(abspath $(DATA))
 
 .PHONY: setup test lint demo data body-models precompute train eval eval-emdb eval-3dpw ablation \
@@ -39,20 +42,21 @@ bench: setup
 
 # the whole chain on the synthetic world: each step resumes or skips what is already done
 demo: setup
-	$(PY) -m preprocess data --dataset synthetic
-	$(PY) -m preprocess precompute synthetic
+	$(PY) -m preprocess data --dataset synthetic $(ARGS)
+	$(PY) -m preprocess precompute synthetic profile=synthetic $(ARGS)
 	$(PY) -m train fit profile=synthetic $(ARGS)
-	$(PY) -m eval run --dataset synthetic-test $(ARGS)
+	$(PY) -m eval run --dataset synthetic-test profile=synthetic $(ARGS)
 
 data: setup
 	$(PY) -m preprocess data --dataset $(DATASET) $(ARGS)
 
 precompute: setup
-	$(PY) -m preprocess precompute $(DATASET) $(ARGS)
+	$(PY) -m preprocess precompute $(DATASET) profile=$(PROFILE) $(ARGS)
 
 # the synthetic profile precomputes its stores first (a no-op when they are complete)
 train: setup
-	$(if $(filter synthetic,$(PROFILE)),$(PY) -m preprocess precompute synthetic &&) \
+	$(if $(filter synthetic,$(PROFILE)),$(PY) -m preprocess precompute synthetic \
+		profile=$(PROFILE) $(ARGS) &&) \
 	$(PY) -m train fit profile=$(PROFILE) $(ARGS)
 
 # DATASET=synthetic evaluates its test split; CKPT= picks a checkpoint (default: the latest run)
@@ -68,7 +72,7 @@ eval-3dpw: setup
 
 # the paper's ablations (Tables 3, S2) on the synthetic world, ≈ 45 min on 2 cores; QUICK=1: minutes
 ablation: setup
-	$(PY) -m preprocess precompute synthetic
+	$(PY) -m preprocess precompute synthetic $(ARGS)
 	$(PY) -m eval ablation $(if $(QUICK),--quick) $(ARGS)
 
 clean:

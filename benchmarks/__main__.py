@@ -5,12 +5,13 @@ directory; point it at a real SMPL-X root to measure on the real model.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
 from body.synthetic import write_synthetic_body_models
+from core.cli import ArgumentParser, run_cli
+from core.errors import MissingFileError
 
 from .data_path import bench_data_path
 from .fast_joints import bench_fast_joints
@@ -21,10 +22,12 @@ from .train_step import bench_train_step
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--out", default="data/reports/bench")
     parser.add_argument("--body-models", default=None)
     args = parser.parse_args(argv)
+    if args.body_models and not Path(args.body_models).is_dir():
+        raise MissingFileError(f"--body-models: no body-model folder at {args.body_models}")
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(args.body_models) if args.body_models else write_synthetic_body_models(tmp)
         figures = {"fast_joints_vs_smplx": bench_fast_joints(models),
@@ -42,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -96,7 +96,8 @@ class ReferenceLoader:
         m = crop_matrix(center, scale, s.crop_size)
         size = (s.crop_size, s.crop_size)
         image = cv2.warpAffine(np.ascontiguousarray(frame), m, size, flags=cv2.INTER_LINEAR)
-        mask = cv2.warpAffine(person, m, size, flags=cv2.INTER_NEAREST).view(bool)
+        mask = cv2.warpAffine(person, m, size, flags=cv2.INTER_NEAREST)
+        mask = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=3).view(bool)
         image = photometric(rng, image, s.augment.photometric_p)
         chosen = np.take_along_axis(samples, pick[..., None], 1)
         det = self.det[row].astype(np.float64)
@@ -108,8 +109,8 @@ class ReferenceLoader:
         f32 = lambda x: torch.from_numpy(np.asarray(x, np.float32))  # noqa: E731
         return {"image": torch.from_numpy(_normalize(cv2.split(image))),
                 "mask": torch.from_numpy(mask), "use_mask": torch.tensor(bool(lab.mask[row])),
-                "det_kp": f32(np.concatenate([crop_normalize(det[:, :2], c0, s0), det[:, 2:]],
-                                             -1)),
+                "det_kp": f32(np.concatenate([crop_normalize(det[:, :2], center, scale),
+                                              det[:, 2:]], -1)),
                 "bbox_cond": f32(cliff_bbox_condition(center, scale, w, h, focal)),
                 "center": f32(center), "scale": f32(scale), "focal": f32(focal),
                 "img_size": f32([w, h]), "gt_pose6d": torch.from_numpy(self.pose6d[row].copy()),
@@ -117,8 +118,8 @@ class ReferenceLoader:
                 "gt_body2d": f32(np.where(valid[:, None], body, 0)),
                 "gt_body2d_valid": torch.from_numpy(valid), "gt_coco": f32(coco),
                 "max_conf": f32(det[:, 2]),
-                "gt_in_view": torch.from_numpy(DetectorCrop(c0, s0).contains(lab.kp2d_coco[row])
-                                               & (np.abs(coco) <= 1).all(-1)),
+                "gt_in_fov": torch.from_numpy(DetectorCrop(c0, s0).contains(lab.kp2d_coco[row])),
+                "gt_in_crop": torch.from_numpy((np.abs(coco) <= 1).all(-1)),
                 "hm_samples": f32(crop_normalize(chosen[..., :2].astype(np.float64), center,
                                                  scale)),
                 "hm_inside": torch.from_numpy(chosen[..., 3] <= s.inside_px),

@@ -15,7 +15,8 @@ def bench_mask_loss_memory(batch: int = 64, samples: int = 25, crop: int = 224) 
     r = lambda *s: torch.rand(*s, generator=g)  # noqa: E731
     pred = (r(batch, 17, samples, 2) * 2 - 1).requires_grad_()
     args = (r(batch, 17) * 0.6, r(batch, 17, samples, 2) * 2 - 1, r(batch, 17, samples) > 0.3,
-            r(batch, 17, 2) * 2 - 1, r(batch, crop, crop) > 0.5,
+            r(batch, 17, 2) * 2 - 1, torch.ones(batch, 17, dtype=torch.bool),
+            r(batch, crop, crop) > 0.5,
             torch.ones(batch, dtype=torch.bool))
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         mask_loss(pred, *args).backward()

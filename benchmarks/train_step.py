@@ -28,7 +28,8 @@ def _batch(b: int, crop: int) -> dict:
             "gt_betas": torch.zeros(b, 11), "gt_body2d": r(b, 24, 2) * 2 - 1,
             "gt_body2d_valid": torch.ones(b, 24, dtype=torch.bool),
             "gt_coco": r(b, 17, 2) * 2 - 1, "max_conf": r(b, 17),
-            "gt_in_view": torch.ones(b, 17, dtype=torch.bool),
+            "gt_in_fov": torch.ones(b, 17, dtype=torch.bool),
+            "gt_in_crop": torch.ones(b, 17, dtype=torch.bool),
             "hm_samples": r(b, 17, 25, 2) * 2 - 1, "hm_inside": r(b, 17, 25) > 0.3,
             "mask": r(b, crop, crop) > 0.5, "use_mask": torch.ones(b, dtype=torch.bool)}
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from core.cli import ArgumentParser, run_cli
+from core.errors import MissingFileError
 
 from .models import convert_to_npz
 from .synthetic import write_synthetic_body_models
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m body", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m body", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     synth = sub.add_parser("synthesize", help="write the synthetic body model files")
     synth.add_argument("--out", required=True)
@@ -25,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "synthesize":
         print(f"synthetic body models written to {write_synthetic_body_models(args.out)}")
     elif args.command == "convert":
+        if not Path(args.src).is_file():
+            raise MissingFileError(f"body-model pickle not found: {args.src}")
         print(f"wrote {convert_to_npz(args.src, args.dst)}")
     else:
         parser.print_help()
@@ -32,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

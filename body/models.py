@@ -9,18 +9,29 @@ expects:
     <root>/smplx2smpl.pkl                            (dict `matrix`, dense 6890 × 10475)
       or <root>/smplx2smpl_deftrafo_setup.pkl        (dict `mtx`, sparse 6890 × 20950)
     <root>/J_regressor_h36m.npy                      (17 × 6890)
+
+No code runs from these files: pickles go through the allow-list unpickler of
+`core.safe_pickle`, `.npz` arrays are read without pickles (an object array inside, such as the
+official SMPL-X files' `part2num`, through that same unpickler), and `smplx` is handed the data
+already read, never a file to unpickle itself (`_smplx_reads`).
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import threading
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse
 import smplx
+import smplx.body_models
 import torch
 from smplx.utils import Struct
+
+from core.safe_pickle import load_pickle_stream
 
 from .legacy_pickle import load_legacy_pickle
 
@@ -59,15 +70,74 @@ def _require(path: Path, data, keys: tuple[str, ...]) -> None:
         raise KeyError(f"{path}: missing key(s) {missing} required by smplx")
 
 
+def _npz_object(archive: zipfile.ZipFile, key: str, path: Path) -> Any:
+    """An object array of an `.npz` (a pickle after the `.npy` header), by the allow-list."""
+    name = key + ".npy" if key + ".npy" in archive.namelist() else key
+    with archive.open(name) as member:
+        major, _ = np.lib.format.read_magic(member)
+        read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                       else np.lib.format.read_array_header_2_0)
+        read_header(member)
+        return load_pickle_stream(member, f"{path} (key '{key}')", encoding="latin1")
+
+
+def _read_npz(path: Path) -> dict:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path}: not a readable .npz archive (a pickle or a damaged file; "
+                         f"body-model .npz files are read without pickles): {err}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: a single .npy array, expected an .npz archive of model arrays")
+    data = {}
+    with archive, zipfile.ZipFile(path) as raw:
+        for key in archive.files:
+            try:
+                data[key] = archive[key]
+            except ValueError:  # an object array: numpy would unpickle it
+                data[key] = _npz_object(raw, key, path)
+    return data
+
+
 def read_model_file(path: str | Path) -> dict:
-    """The arrays of an SMPL/SMPL-X `.npz` or (chumpy-free) `.pkl` file as a dict."""
+    """The arrays of an SMPL/SMPL-X `.npz` or (chumpy-free) `.pkl` file as a dict, read without
+    running code from the file (see the module docstring)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"body model file not found: {path}")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=True) as f:
-            return {k: f[k] for k in f.files}
+        return _read_npz(path)
     return load_legacy_pickle(path)
+
+
+class _NumpyHanding:
+    """Stands in for `smplx.body_models`' numpy while it builds a model: its file read
+    (`np.load`) returns the data already read, everything else is numpy."""
+
+    def __init__(self, data: dict) -> None:
+        self._data = data
+
+    def load(self, *args: Any, **kwargs: Any) -> dict:
+        return self._data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+_SMPLX_BUILD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _smplx_reads(data: dict):
+    """While inside, `smplx.SMPLX` reads `data` instead of unpickling its file (it takes no
+    `data_struct` as `smplx.SMPL` does); one build at a time."""
+    with _SMPLX_BUILD:
+        saved = smplx.body_models.np
+        smplx.body_models.np = _NumpyHanding(data)
+        try:
+            yield
+        finally:
+            smplx.body_models.np = saved
 
 
 def load_smpl(root: str | Path, gender: str = "neutral", num_betas: int = 10,
@@ -94,12 +164,9 @@ def load_smplx(root: str | Path, gender: str = "neutral", num_betas: int = 11,
             f"{path}: 'shapedirs' has {n_dirs} columns; with fewer than "
             f"{SMPLX_FULL_SHAPE_SPACE} smplx reads column 10 on as expression, so "
             f"num_betas={num_betas} would silently mix in an expression direction")
-    try:
-        model = smplx.SMPLXLayer(model_path=str(path), ext=path.suffix[1:], gender=gender,
+    with _smplx_reads(data):
+        model = smplx.SMPLXLayer(model_path=str(path), ext="npz", gender=gender,
                                  num_betas=num_betas, use_pca=False, flat_hand_mean=True)
-    except ModuleNotFoundError as err:  # smplx unpickles .pkl itself; chumpy is not importable
-        raise ValueError(f"{path}: needs {err.name} to unpickle; convert it once with "
-                         f"`python -m body convert {path} {path.with_suffix('.npz')}`") from err
     return model.to(device)
 
 

@@ -1,5 +1,5 @@
 """`pipelines.yaml` through OmegaConf: load, apply the profile and `key=value` overrides, refuse
-unknown keys.
+unknown keys and values of the wrong type or range (core/config_checks.py).
 
 Order: the file's defaults, then `profiles.<profile>` (the profile comes from an override
 `profile=…`, else the file's `profile:`), then the command-line overrides, which always win.
@@ -9,25 +9,41 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from .config_checks import check_values
+from .errors import ConfigError, MissingFileError, UnknownNameError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "pipelines.yaml"
 
 
+def _parse(item: str) -> DictConfig:
+    """One `key=value` override as a config, or `ConfigError` naming it."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value "
+                          "(e.g. train.batch_size=8)")
+    try:
+        return OmegaConf.from_dotlist([item])
+    except (OmegaConfBaseException, yaml.YAMLError) as err:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML "
+                          f"({str(err).splitlines()[0]}); quote a text value") from err
+
+
 def _merge(cfg: DictConfig, items: Sequence[str], where: str) -> DictConfig:
-    bad = [item for item in items if "=" not in item]
-    if bad:
-        raise ValueError(f"override {bad[0]!r} is not of the form key=value")
+    parsed = [_parse(item) for item in items]
     try:  # one merge (they are slow on this config); item by item only to name a bad key
-        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(items)))
-    except ConfigKeyError:
-        for item in items:
+        return OmegaConf.merge(cfg, *parsed)
+    except (OmegaConfBaseException, TypeError):
+        for item, one in zip(items, parsed):
             try:
-                cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+                cfg = OmegaConf.merge(cfg, one)
             except ConfigKeyError as err:
-                raise KeyError(f"unknown configuration key in override {item!r} "
-                               f"(not in {where})") from err
+                raise UnknownNameError(f"unknown configuration key in override {item!r} "
+                                       f"(not in {where})") from err
+            except (OmegaConfBaseException, TypeError) as err:  # e.g. a mapping over a list
+                raise ConfigError(f"override {item!r}: {str(err).splitlines()[0]}") from err
         raise
 
 
@@ -45,21 +61,29 @@ def _open_option_dicts(node: DictConfig) -> None:
 def load_config(overrides: Sequence[str] = (), path: str | Path = DEFAULT_CONFIG) -> DictConfig:
     """The resolved configuration with its profile and `overrides` ("a.b=value") applied.
 
-    An override of a key that `pipelines.yaml` does not define fails before any work, naming it.
+    An override of a key that `pipelines.yaml` does not define, an unknown profile and a value of
+    the wrong type or range fail before any work (`UserError`), naming the key.
     """
+    if not Path(path).is_file():
+        raise MissingFileError(f"configuration file not found: {path}")
     cfg = OmegaConf.load(path)
+    defaults = OmegaConf.to_container(cfg)  # interpolations unresolved: not type-checked
     OmegaConf.set_struct(cfg, True)
     _open_option_dicts(cfg)
     cfg = _merge(cfg, overrides, str(path))
     profile = cfg.profile
     if profile not in cfg.profiles:
-        raise KeyError(f"unknown profile {profile!r}: not under 'profiles' in {path} "
-                       f"(known: {', '.join(cfg.profiles)})")
+        raise UnknownNameError(f"unknown profile {profile!r}: not under 'profiles' in {path} "
+                               f"(known: {', '.join(cfg.profiles)})")
     try:
         cfg = OmegaConf.merge(cfg, cfg.profiles[profile])
     except ConfigKeyError as err:
-        raise KeyError(f"profiles.{profile} sets a key that {path} does not define: {err}") \
-            from err
+        raise UnknownNameError(f"profiles.{profile} sets a key that {path} does not define: "
+                               f"{str(err).splitlines()[0]}") from err
     cfg = _merge(cfg, overrides, str(path))
-    OmegaConf.resolve(cfg)
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as err:  # an interpolation of an unknown key
+        raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from err
+    check_values(OmegaConf.to_container(cfg), defaults, Path(path).name)
     return cfg

@@ -1,20 +1,23 @@
 """`python -m eval run --dataset NAME [--ckpt PATH] [key=value …]`: evaluate a checkpoint
 (default: the latest of the configured run) on a test store with its protocol (SPEC.md §6), and
-write `<reports>/<run>/<dataset>/{metrics.json, report.md, *.png}`.
+write `<reports>/<run>/<checkpoint stem>/<dataset>/{metrics.json, report.md, *.png}` (e.g.
+`reports/synthetic/step_00001500/synthetic-test/`; the reference release's `humr_best.ckpt` under
+`reports/reference/humr_best/`). The model is built from the checkpoint's own configuration; a
+`profile=` other than the one it was trained with prints a one-line notice.
 
 `python -m eval ablation [--quick] [--only a,b] [--jobs N] [key=value …]`: train and evaluate
 the variants of the paper's Tables 3 and S2 (pipelines.yaml `ablation`), write
 `<reports>/ablation/report.md`."""
 from __future__ import annotations
 
-import argparse
 import sys
 
+from core.cli import ArgumentParser, run_cli
 from core.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__)
+    parser = ArgumentParser(prog="python -m eval", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="evaluate a checkpoint on a test store")
     run.add_argument("--dataset", required=True)
@@ -47,4 +50,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

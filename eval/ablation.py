@@ -22,10 +22,12 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from core.config import load_config
+from core.errors import MissingFileError, UnknownNameError
 from train.checkpoint import PATTERN, latest_checkpoint
 from train.trainer import run_dir
 
 from .ablation_report import write_ablation_report
+from .run import report_dir
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,14 @@ class Variant:
     overrides: tuple[str, ...]
     cfg: DictConfig = field(compare=False, repr=False)
 
-    def metrics_path(self, dataset: str) -> Path:
-        """Where `python -m eval run` writes this variant's metrics on `dataset`."""
-        return Path(self.cfg.paths.reports) / self.cfg.train.run / dataset / "metrics.json"
+    def metrics_path(self, dataset: str) -> Path | None:
+        """Where `python -m eval run` writes the metrics of this variant's latest checkpoint on
+        `dataset` (None before it has one)."""
+        ckpt = latest_checkpoint(run_dir(self.cfg))
+        if ckpt is None:
+            return None
+        run = self.cfg.train.run
+        return report_dir(self.cfg.paths.reports, run, ckpt, dataset) / "metrics.json"
 
 
 def plan(cfg: DictConfig, user_overrides: list[str], quick: bool = False,
@@ -55,8 +62,8 @@ def plan(cfg: DictConfig, user_overrides: list[str], quick: bool = False,
     names = list(dict.fromkeys([*a.table3, *a.table_s2]))
     unknown = [n for n in [*names, *(only or [])] if n not in a.variants]
     if unknown:
-        raise KeyError(f"ablation variants {unknown} are not under ablation.variants in "
-                       f"pipelines.yaml (known: {', '.join(a.variants)})")
+        raise UnknownNameError(f"ablation variants {unknown} are not under ablation.variants in "
+                               f"pipelines.yaml (known: {', '.join(a.variants)})")
     variants = []
     for name in only or names:
         v = a.variants[name]
@@ -78,7 +85,7 @@ def _evaluated(variant: Variant, dataset: str) -> bool:
     """An evaluation of the variant's latest checkpoint with its settings exists."""
     ckpt = latest_checkpoint(run_dir(variant.cfg))
     metrics = variant.metrics_path(dataset)
-    if ckpt is None or not metrics.exists():
+    if ckpt is None or metrics is None or not metrics.exists():
         return False
     done = json.loads(metrics.read_text())
     return (done.get("checkpoint") == str(ckpt)
@@ -116,13 +123,14 @@ def run_ablation(user_overrides: list[str], quick: bool = False, only: list[str]
     variants = plan(cfg, user_overrides, quick, only)[1] if only else every
     dataset = str(cfg.ablation.dataset)
     if dataset not in cfg.datasets:
-        raise KeyError(f"ablation.dataset {dataset!r} is not under 'datasets' in pipelines.yaml")
+        raise UnknownNameError(f"ablation.dataset {dataset!r} is not under 'datasets' in "
+                               "pipelines.yaml")
     stores = Path(cfg.paths.stores)
     missing = [s for s in [*cfg.train.stores, dataset]
                if not (stores / f"{s}.zarr" / "zarr.json").exists()]
     if missing:
-        raise FileNotFoundError(f"no store for {missing} under {stores}: "
-                                "make precompute DATASET=synthetic")
+        raise MissingFileError(f"no store for {missing} under {stores}: "
+                               "make precompute DATASET=synthetic")
     out_dir = Path(cfg.paths.reports) / name
     log_dir = out_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +153,6 @@ def run_ablation(user_overrides: list[str], quick: bool = False, only: list[str]
     timing_path.write_text(json.dumps(timing, indent=2) + "\n")
     if failures:
         raise RuntimeError("; ".join(failures))
-    results = {v.name: json.loads(v.metrics_path(dataset).read_text()) for v in every
-               if v.metrics_path(dataset).exists()}
+    paths = {v.name: v.metrics_path(dataset) for v in every}
+    results = {n: json.loads(p.read_text()) for n, p in paths.items() if p and p.exists()}
     return write_ablation_report(out_dir, cfg.ablation, results, timing, quick)

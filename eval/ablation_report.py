@@ -201,9 +201,9 @@ def write_ablation_report(out_dir: Path, ablation: DictConfig, results: dict, ti
               "| variant | train | eval |", "|---|---|---|"]
     lines += [f"| {n} | {t.get('train', '—')} | {t.get('eval', '—')} |" for n, t in timing.items()]
     lines += ["", "Per-variant reports (all metrics and plots): "
-              f"`<reports>/{setting.name}-<variant>/{ablation.dataset}/`. What these numbers mean "
-              "and the investigation of the directions that do not reproduce: "
-              "`docs/ablation.md`.", ""]
+              f"`<reports>/{setting.name}-<variant>/<checkpoint>/{ablation.dataset}/`. "
+              "What these numbers mean and the investigation of the directions that do not "
+              "reproduce: `docs/ablation.md`.", ""]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines))
     return report

@@ -26,8 +26,9 @@ class TestExamples(Dataset):
 
     def __init__(self, store_path: str | Path, crop_size: int = 224,
                  context_factor: float = 1.25, workers: int = 2) -> None:
-        self.store = Store(store_path)
+        # refuses (StoreError, one line) a store that is not complete and verified
         build_context_cache(store_path, crop_size, context_factor, workers=workers)
+        self.store = Store(store_path)
         self.cache_path = Path(store_path)
         self.crop_size = crop_size
         r = self.store.read

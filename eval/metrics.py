@@ -3,8 +3,9 @@
 Units: 3D inputs are in metres and 3D errors are returned in mm; 2D inputs and outputs are pixels
 of the 256 × 256 crop. The hypotheses of an image are slot 0 = the mode (z = 0), then the random
 samples. Every metric is one batched tensor expression (no Python loops over images, hypotheses
-or joints), keeps the device of its inputs and works in their dtype; the exception is
-`heatmap_wasserstein`, an exact assignment per (image, joint) by scipy on the CPU.
+or joints), keeps the device of its inputs and works in their dtype; the exceptions run on the
+CPU by scipy: `heatmap_wasserstein` (an exact assignment per (image, joint)) and
+`perc_in_min_dist` (exact nearest mask pixels by a k-d tree).
 """
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from typing import Sequence
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
 from torch import Tensor
 
-from body.joints import H36M_TO_LSP14, PELVIS_3DPW_H36M, PELVIS_EMDB_SMPL24
+from body.joints import H36M_TO_LSP14, PELVIS_3DPW_H36M, PELVIS_EMDB_SMPL24, SMPL_TO_COCO17
+from body.pixels import INSIDE_MASK_PX
 
 MM_PER_M = 1000.0
 PROTOCOLS = ("emdb", "3dpw")
-# A projected sample lies inside the person mask when its distance is ≤ this (px; SPEC.md §2, §6).
-INSIDE_MASK_PX = 0.71
 
 
 # ---------------------------------------------------------------- distribution accuracy
@@ -92,6 +93,33 @@ def protocol_joints(verts: Tensor, regressor: Tensor, protocol: str) -> tuple[Te
     return all_joints[..., list(H36M_TO_LSP14), :], pelvis
 
 
+def ground_truth_joints(verts: Tensor, fk_joints: Tensor, regressor: Tensor,
+                        protocol: str) -> tuple[Tensor, Tensor]:
+    """Evaluation joints and pelvis of the ground truth (SPEC.md §6), as `protocol_joints`.
+
+    protocol 'emdb': the gendered SMPL's own 24 forward-kinematics joints `fk_joints` (..., 24, 3)
+    (EMDB's official evaluation and the reference release), pelvis = mean of hips 1 and 2; the
+    vertices and the regressor are not used. protocol '3dpw': `protocol_joints(verts, regressor)`.
+    """
+    if protocol != "emdb":
+        return protocol_joints(verts, regressor, protocol)
+    if fk_joints.shape[-2:] != (24, 3):
+        raise ValueError(f"EMDB ground truth needs (..., 24, 3) SMPL joints, got "
+                         f"{tuple(fk_joints.shape)}")
+    return fk_joints, fk_joints[..., list(PELVIS_EMDB_SMPL24), :].mean(-2, keepdim=True)
+
+
+def coco17_of_smpl_mesh(verts: Tensor, regressor: Tensor, vertex_ids: Tensor) -> Tensor:
+    """COCO-17 joints of SMPL meshes (..., 6890, 3) as the reference release's evaluation takes
+    them: the 24 joints of the SMPL `J_regressor` (24, 6890) on the mesh, then the 21 vertex joints
+    `vertex_ids` (smplx's `vertex_joint_selector.extra_joints_idxs`), mapped by `SMPL_TO_COCO17`
+    (shoulders … ankles from the regressor, nose, eyes and ears from vertices). (..., 17, 3)."""
+    regressor = regressor.to(device=verts.device, dtype=verts.dtype)
+    skeleton = torch.einsum("jv,...vc->...jc", regressor, verts)
+    joints = torch.cat([skeleton, verts[..., vertex_ids.to(verts.device), :]], -2)
+    return joints[..., list(SMPL_TO_COCO17), :]
+
+
 def min_of_n(errors: Tensor) -> Tensor:
     """Best of N (SPEC.md §6 "minimum over 100 hypotheses"): errors (B, N) → (B,) minimum."""
     return errors.min(-1).values
@@ -113,19 +141,20 @@ def min_of_n_curve(errors: Tensor, ns: Sequence[int]) -> dict[int, float]:
 
 # ---------------------------------------------------------------- consistency and diversity
 
-def keypoint_2d_error(pred_2d: Tensor, gt_2d: Tensor, visible: Tensor) -> Tensor:
-    """2DKP error (SPEC.md §6 "Consistency"): mean px distance over the visible joints.
+def keypoint_2d_error(pred_2d: Tensor, gt_2d: Tensor, visible: Tensor) -> tuple[Tensor, int]:
+    """2DKP error (SPEC.md §6 "Consistency"): px distance pooled over every visible (image,
+    hypothesis, joint) triple, as the reference release (not a mean of per-image means).
 
     pred_2d (B, N, 17, 2) projected hypotheses, gt_2d (B, 17, 2), visible (B, 17) bool (detector
-    confidence > 0.5), all in 256-crop pixels. Returns (B, N); rows of images without any visible
-    joint are NaN (drop them with `torch.nanmean` or `~torch.isnan`). Invisible ground truth (which
-    may hold NaN) does not reach the value.
+    confidence > 0.5), all in 256-crop pixels. Returns (the mean, a 0-dim tensor, NaN when no
+    joint is visible; the number of triples), so batches pool by weighting with the count.
+    Invisible ground truth (which may hold NaN) does not reach the value.
     """
     dist = torch.linalg.vector_norm(pred_2d - gt_2d[:, None], dim=-1)  # (B, N, 17)
     vis = visible[:, None, :].expand_as(dist)
-    total = torch.where(vis, dist, torch.zeros_like(dist)).sum(-1)
-    count = vis.sum(-1).to(dist.dtype)
-    return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, torch.nan))
+    count = int(vis.sum())
+    total = torch.where(vis, dist, torch.zeros_like(dist)).sum()
+    return (total / count if count else torch.full_like(total, torch.nan)), count
 
 
 def spread_3d(joints: Tensor, joints_mask: Tensor) -> Tensor:
@@ -167,33 +196,43 @@ def heatmap_wasserstein(points_px: Tensor, heatmap_px: Tensor, joints: Tensor,
 
 # ---------------------------------------------------------------- plausibility
 
-def _stack_fields(distance_fields: Sequence[np.ndarray] | Tensor, device) -> Tensor:
-    if isinstance(distance_fields, Tensor):
-        return distance_fields.to(device)
-    return torch.as_tensor(np.stack([np.asarray(f) for f in distance_fields]), device=device)
-
-
-def perc_in_min_dist(points_px: Tensor, distance_fields: Sequence[np.ndarray] | Tensor,
-                     invisible: Tensor, outside: float = INSIDE_MASK_PX) -> tuple[float, float]:
-    """PercIn and MinDist (SPEC.md §6 "Plausibility", paper Table 2).
-
-    points_px (B, N, J, 2) projected samples (x, y) in 256-crop pixels; distance_fields (B, H, W)
-    per-image exact distance (px) to the person mask at each crop pixel; invisible (B, J) bool.
-    A point reads the field at its pixel floor(p + 0.5) (as `preprocess.mask_distance`), clipped
-    into the field. Over every sample of every invisible joint: PercIn = % with distance
-    ≤ `outside`, MinDist = mean distance (px). (NaN, NaN) when no joint is invisible; a
-    non-finite distance (an empty mask) raises ValueError: such images are not in the subset.
+def mask_distance(points_px: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Exact distance (px) of points (..., 2) = (x, y) to the nearest pixel centre of a boolean
+    mask (H, W); pixel (row r, column c) has its centre at (c, r) (cv2's raster, the crops'
+    `crop_matrix`). Points outside the raster keep their true distance. An empty mask gives inf.
     """
-    fields = _stack_fields(distance_fields, points_px.device)
-    b, h, w = fields.shape
-    pixel = torch.floor(points_px.detach() + 0.5)
-    col = pixel[..., 0].clamp(0, w - 1).long()  # (B, N, J)
-    row = pixel[..., 1].clamp(0, h - 1).long()
-    image = torch.arange(b, device=fields.device)[:, None, None].expand_as(col)
-    dist = fields[image, row, col]  # (B, N, J)
-    dist = dist[invisible[:, None, :].expand_as(dist)].double()
-    if dist.numel() == 0:
-        return float("nan"), float("nan")
-    if not torch.isfinite(dist).all():
-        raise ValueError("non-finite mask distance (empty person mask?) among invisible joints")
-    return float((dist <= outside).double().mean() * 100.0), float(dist.mean())
+    points = np.asarray(points_px, np.float64)
+    centres = np.argwhere(mask)[:, ::-1].astype(np.float64)  # (K, 2) as (x, y)
+    if len(centres) == 0:
+        return np.full(points.shape[:-1], np.inf)
+    dist, _ = cKDTree(centres).query(points.reshape(-1, 2))
+    return dist.reshape(points.shape[:-1])
+
+
+def perc_in_min_dist(points_px: Tensor, masks: Tensor | np.ndarray, selected: Tensor,
+                     inside: float = INSIDE_MASK_PX) -> tuple[float, float, int]:
+    """PercIn and MinDist (SPEC.md §6 "Plausibility", paper Table 2), as the reference release.
+
+    points_px (B, N, J, 2) projected hypotheses (x, y) in 256-crop pixels, all N of them (the
+    mode included); masks (B, H, W) bool person masks of the same crop; selected (B, J) bool the
+    (image, joint) pairs that count (the invisible joints). Each point's `mask_distance` is exact
+    from its sub-pixel position and true outside the crop; a point closer than `inside` to a mask
+    pixel centre is inside and counts 0. Over the selected points: PercIn = % inside, MinDist =
+    mean distance (px). Returns (PercIn, MinDist, number of points); (NaN, NaN, 0) when nothing is
+    selected. An empty mask among the selected images raises ValueError: such images are not in
+    the subset.
+    """
+    pts = points_px.detach().double().cpu().numpy()
+    masks = masks.cpu().numpy() if isinstance(masks, Tensor) else np.asarray(masks)
+    sel = selected.cpu().numpy()
+    dists = []
+    for b in np.flatnonzero(sel.any(1)):
+        if not masks[b].any():
+            raise ValueError(f"empty person mask in image {b} of the batch: it cannot be in the "
+                             "mask subset")
+        dists.append(mask_distance(pts[b][:, sel[b]], masks[b]).ravel())
+    if not dists:
+        return float("nan"), float("nan"), 0
+    d = np.concatenate(dists)
+    is_in = d < inside
+    return float(is_in.mean() * 100.0), float(np.where(is_in, 0.0, d).mean()), int(d.size)

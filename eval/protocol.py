@@ -1,18 +1,19 @@
 """The evaluation protocols (SPEC.md §6): draw N hypotheses per test crop (the mode first,
 seeded), turn predicted SMPL-X meshes into SMPL meshes, and compute every metric of the paper
-against the gendered SMPL ground truth."""
+against the gendered SMPL ground truth, by the rules of the datasets' official evaluation code
+and the reference release (docs/reference_fidelity.md, "Evaluation")."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from body.cameras import crop_normalize, intrinsics, perspective_projection
 from body.models import load_h36m_regressor, load_smpl, load_smplx, load_smplx2smpl
 from body.rotations import axis_angle_to_matrix, rot6d_to_matrix
 from stores.store import Store
@@ -24,16 +25,17 @@ from .examples import EVAL_CROP, TestExamples
 
 @dataclass
 class Collected:
-    """Per-crop results, concatenated over the test set."""
+    """Per-crop results, concatenated over the test set; (value, count) pairs pool by count."""
 
     errors: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # (B, N) each
-    kp2d: list[torch.Tensor] = field(default_factory=list)  # (B, N) px, NaN: no visible joint
+    kp2d_mode: list[tuple[float, int]] = field(default_factory=list)  # (mean px, triples)
+    kp2d_samples: list[tuple[float, int]] = field(default_factory=list)
     spread_visible: list[tuple[float, int]] = field(default_factory=list)  # (mean mm, joints)
     spread_invisible: list[tuple[float, int]] = field(default_factory=list)
-    percin: list[tuple[float, int]] = field(default_factory=list)
-    mindist: list[tuple[float, int]] = field(default_factory=list)
+    percin: list[tuple[float, int]] = field(default_factory=list)  # (%, points)
+    mindist: list[tuple[float, int]] = field(default_factory=list)  # (px, points)
     heatmap_w1: list[torch.Tensor] = field(default_factory=list)  # (K,) px, occluded joints
-    pve_curve: list[torch.Tensor] = field(default_factory=list)  # (B, N_curve)
+    pve_curve: list[torch.Tensor] = field(default_factory=list)  # (B', N_curve)
     examples: list[dict] = field(default_factory=list)  # a few crops for the plots
 
 
@@ -50,8 +52,12 @@ class Evaluator:
         self.gt_models = {g: load_smpl(root, g, device=device) for g in ("male", "female",
                                                                          "neutral")}
         self.protocol = protocol
-        self.regressor = (load_h36m_regressor(root) if protocol == "3dpw"
-                          else self.gt_models["neutral"].J_regressor).to(device)
+        neutral = self.gt_models["neutral"]
+        # predictions: the neutral SMPL regressor on the converted mesh (the reference release)
+        self.smpl_regressor = neutral.J_regressor.to(device)
+        self.vertex_ids = neutral.vertex_joint_selector.extra_joints_idxs.to(device)
+        self.regressor = (load_h36m_regressor(root).to(device) if protocol == "3dpw"
+                          else self.smpl_regressor)
 
     @torch.no_grad()
     def smpl_vertices(self, pose6d: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
@@ -65,29 +71,55 @@ class Evaluator:
         return smpl.unflatten(0, (b, h))
 
     @torch.no_grad()
-    def ground_truth(self, labels, rows: np.ndarray) -> torch.Tensor:
-        """(B, 6890, 3) gendered SMPL vertices of the rows, camera frame."""
-        verts = torch.zeros(len(rows), 6890, 3, device=self.device)
-        pose = torch.as_tensor(labels.pose[rows], device=self.device)
-        betas = torch.as_tensor(labels.betas[rows][:, :10], device=self.device)
-        transl = torch.as_tensor(labels.transl[rows], device=self.device)
-        for gender in np.unique(labels.gender[rows]):
-            sel = np.flatnonzero(labels.gender[rows] == gender)
-            mats = axis_angle_to_matrix(pose[sel])
-            model = self.gt_models[str(gender)]
-            verts[sel] = model(betas=betas[sel], global_orient=mats[:, :1],
-                               body_pose=mats[:, 1:24], transl=transl[sel]).vertices
-        return verts
+    def ground_truth(self, labels, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gendered SMPL ground truth of the rows, camera frame: vertices (B, 6890, 3) and the
+        model's 24 forward-kinematics joints (B, 24, 3)."""
+        return ground_truth_bodies(self.gt_models, labels, rows, self.device)
+
+    def coco_crop(self, verts: torch.Tensor, transl: torch.Tensor,
+                  batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """COCO-17 of predicted SMPL meshes (B, H, 6890, 3), as the reference release projects
+        them (`metrics.coco17_of_smpl_mesh`): (3D joints (B, H, 17, 3) model frame, 2D points
+        (B, H, 17, 2) through the CLIFF camera `transl` (B, 3), normalised to the crop)."""
+        joints = metrics.coco17_of_smpl_mesh(verts, self.smpl_regressor, self.vertex_ids)
+        return joints, project_to_crop(joints, transl, batch)
 
 
-def _distance_fields(masks: torch.Tensor) -> list[np.ndarray]:
-    """Exact distance transforms (256-crop px) of crop masks (B, 256, 256)."""
-    fields = []
-    for mask in masks.cpu().numpy():
-        src = np.where(mask, 0, 255).astype(np.uint8)
-        fields.append(cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-                      if mask.any() else np.full(mask.shape, np.inf, np.float32))
-    return fields
+def project_to_crop(joints: torch.Tensor, transl: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Model-frame joints (B, H, J, 3) + the full-image camera translation (B, 3) → crop-normalised
+    2D (B, H, J, 2), with the batch's focal, image size, box (as `ProbabilisticHMR.project`)."""
+    width, height = batch["img_size"][:, 0], batch["img_size"][:, 1]
+    k = intrinsics(batch["focal"], width, height)
+    b, h = joints.shape[:2]
+    uv = perspective_projection((joints + transl[:, None, None]).flatten(1, 2), k)
+    return crop_normalize(uv.unflatten(1, (h, -1)), batch["center"][:, None],
+                          batch["scale"][:, None])
+
+
+@torch.no_grad()
+def ground_truth_bodies(models: dict, labels, rows: np.ndarray,
+                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(vertices (B, 6890, 3), forward-kinematics joints (B, 24, 3)) of the rows' gendered SMPL
+    (`models` by gender; labels with pose, betas, transl, gender), camera frame. The joints are
+    the first 24 of the model's output (the skeleton, before smplx's vertex joints)."""
+    verts = torch.zeros(len(rows), 6890, 3, device=device)
+    joints = torch.zeros(len(rows), 24, 3, device=device)
+    pose = torch.as_tensor(labels.pose[rows], device=device)
+    betas = torch.as_tensor(labels.betas[rows][:, :10], device=device)
+    transl = torch.as_tensor(labels.transl[rows], device=device)
+    for gender in np.unique(labels.gender[rows]):
+        sel = np.flatnonzero(labels.gender[rows] == gender)
+        mats = axis_angle_to_matrix(pose[sel])
+        out = models[str(gender)](betas=betas[sel], global_orient=mats[:, :1],
+                                  body_pose=mats[:, 1:24], transl=transl[sel])
+        verts[sel], joints[sel] = out.vertices, out.joints[:, :24]
+    return verts, joints
+
+
+def curve_subset(n_rows: int, crops: int, seed: int) -> np.ndarray:
+    """Sorted rows of the PVE-vs-N subset: `crops` rows drawn without replacement, seeded, over
+    the whole test set (SPEC.md §6)."""
+    return np.sort(np.random.default_rng(seed).choice(n_rows, min(crops, n_rows), replace=False))
 
 
 @torch.no_grad()
@@ -100,6 +132,10 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
     labels = Store(store_path).labels()
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
     generator = torch.Generator(device=evaluator.device).manual_seed(seed)
+    # the curve's extra hypotheses come from their own stream: the main table does not depend
+    # on the curve's subset or size
+    curve_generator = torch.Generator(device=evaluator.device).manual_seed((seed + 1) % 2 ** 63)
+    curve_rows = curve_subset(len(data), curve_crops, seed)
     visible_conf = cfg.eval.visible_conf
     w1_rng = np.random.default_rng(seed)
     got = Collected()
@@ -108,68 +144,91 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
         rows = batch["row"].cpu().numpy()
         out = evaluator.model(batch, hypotheses - 1, generator, with_log_prob=False)
         pred = evaluator.smpl_vertices(out.pose6d, out.betas)  # (B, H, 6890, 3)
-        gt = evaluator.ground_truth(labels, rows)
-        _errors(evaluator, pred, gt, got)
+        gt_verts, gt_joints = evaluator.ground_truth(labels, rows)
+        pve = _errors(evaluator, pred, gt_verts, gt_joints, got)
+        joints, coco = evaluator.coco_crop(pred, out.transl, batch)
         visible = batch["det_kp"][..., 2] > visible_conf
         gt2d = torch.as_tensor(labels.kp2d_coco[rows], device=evaluator.device)
         gt_crop = (gt2d - batch["center"][:, None]) / (100 * batch["scale"][:, None, None])
         to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
-        got.kp2d.append(metrics.keypoint_2d_error(to256(out.coco2d), to256(gt_crop), visible)
-                        .cpu())
-        joints = out.joints3d[:, :, :17]
+        for part, sl in ((got.kp2d_mode, slice(0, 1)), (got.kp2d_samples, slice(1, None))):
+            mean, count = metrics.keypoint_2d_error(to256(coco[:, sl]), to256(gt_crop), visible)
+            part.append((float(mean), count))
         for part, sel in ((got.spread_visible, visible), (got.spread_invisible, ~visible)):
             if sel.any():
                 part.append((float(metrics.spread_3d(joints, sel)), int(sel.sum())))
         occluded = ~visible & (batch["det_kp"][..., 2] > cfg.losses.mmd_min_conf) & \
             (gt_crop.abs() <= 1).all(-1)
         got.heatmap_w1.append(metrics.heatmap_wasserstein(
-            to256(out.coco2d[:, 1:]), to256(batch["hm_samples"]), occluded, w1_rng))
-        with_mask = batch["has_mask"]
-        if with_mask.any():
-            fields = _distance_fields(batch["mask256"][with_mask])
-            sel = with_mask
-            pin, mind = metrics.perc_in_min_dist(to256(out.coco2d[sel, 1:]), fields,
-                                                 ~visible[sel])
-            count = int((~visible[sel]).sum()) * (hypotheses - 1)
-            if count:
-                got.percin.append((pin, count))
-                got.mindist.append((mind, count))
-        if sum(len(c) for c in got.pve_curve) < curve_crops:
-            got.pve_curve.append(_pve_curve(evaluator, batch, gt, curve_max, generator))
+            to256(coco[:, 1:]), to256(batch["hm_samples"]), occluded, w1_rng))
+        pin, mind, count = plausibility(to256(coco), batch["mask256"], batch["has_mask"],
+                                        visible, cfg.eval.mask_min_invisible)
+        if count:
+            got.percin.append((pin, count))
+            got.mindist.append((mind, count))
+        pick = np.isin(rows, curve_rows)
+        if pick.any():
+            got.pve_curve.append(_pve_curve(evaluator, batch, pick, out.betas, pve,
+                                            (gt_verts, gt_joints), curve_max, curve_generator))
         spacing = max(1, len(data) // 8)  # plot crops spread over the whole test set
         for i in np.flatnonzero(rows % spacing == 0):
             if len(got.examples) < 8:
                 got.examples.append({
                     "row": int(rows[i]), "image": batch["image"][i].cpu(),
-                    "coco2d": out.coco2d[i].cpu(), "gt_coco": gt_crop[i].cpu(),
+                    "coco2d": coco[i].cpu(), "gt_coco": gt_crop[i].cpu(),
                     "conf": batch["det_kp"][i, :, 2].cpu()})
     return got
 
 
-def _errors(evaluator: Evaluator, pred: torch.Tensor, gt: torch.Tensor, got: Collected) -> None:
-    """MPJPE, PA-MPJPE, PVE of every hypothesis (B, H), pelvis-centred by the protocol."""
-    reg = evaluator.regressor
-    pj, pp = metrics.protocol_joints(pred, reg, evaluator.protocol)
-    gj, gp = metrics.protocol_joints(gt, reg, evaluator.protocol)
-    gj, gp, gtv = gj[:, None], gp[:, None], gt[:, None]
+def plausibility(points_px: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tensor,
+                 visible: torch.Tensor, min_invisible: int) -> tuple[float, float, int]:
+    """PercIn, MinDist and their point count of one batch (SPEC.md §6): every hypothesis (the
+    mode included) of every invisible joint of the images in the mask subset, i.e. with a person
+    mask and at least `min_invisible` invisible joints. points_px (B, H, 17, 2) 256-crop px."""
+    invisible = ~visible
+    subset = has_mask & (invisible.sum(1) >= min_invisible)
+    return metrics.perc_in_min_dist(points_px, masks, invisible & subset[:, None])
+
+
+def _ground_truth_centred(evaluator: Evaluator, gt_verts: torch.Tensor,
+                          gt_joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ground truth's protocol joints and pelvis, (B, 1, J, 3) and (B, 1, 1, 3)."""
+    gj, gp = metrics.ground_truth_joints(gt_verts, gt_joints, evaluator.regressor,
+                                         evaluator.protocol)
+    return gj[:, None], gp[:, None]
+
+
+def _errors(evaluator: Evaluator, pred: torch.Tensor, gt_verts: torch.Tensor,
+            gt_joints: torch.Tensor, got: Collected) -> torch.Tensor:
+    """MPJPE, PA-MPJPE, PVE of every hypothesis (B, H), pelvis-centred by the protocol; returns
+    the PVE."""
+    pj, pp = metrics.protocol_joints(pred, evaluator.regressor, evaluator.protocol)
+    gj, gp = _ground_truth_centred(evaluator, gt_verts, gt_joints)
     values = {"mpjpe": metrics.mpjpe(pj - pp, gj - gp),
               "pa_mpjpe": metrics.pa_mpjpe(pj - pp, gj - gp),
-              "pve": metrics.pve(pred - pp, gtv - gp)}
+              "pve": metrics.pve(pred - pp, gt_verts[:, None] - gp)}
     for name, v in values.items():
         got.errors.setdefault(name, []).append(v.cpu())
+    return values["pve"]
 
 
-def _pve_curve(evaluator: Evaluator, batch: dict, gt: torch.Tensor, n: int,
+def _pve_curve(evaluator: Evaluator, batch: dict, pick: np.ndarray, betas: torch.Tensor,
+               pve: torch.Tensor, gt: tuple[torch.Tensor, torch.Tensor], n: int,
                generator: torch.Generator) -> torch.Tensor:
-    """(B, n) PVE of n hypotheses (mode first) for the PVE-vs-N curve (Fig. S1), in chunks."""
-    cond = evaluator.model.conditions(batch)
-    betas, _ = evaluator.model.head(cond)
-    _, gp = metrics.protocol_joints(gt, evaluator.regressor, evaluator.protocol)
-    pose = evaluator.model.flow.sample_with_mode(cond, n - 1, generator)
-    pose = pose.unflatten(-1, (22, 6))
-    errors = []
-    for start in range(0, n, 100):
-        verts = evaluator.smpl_vertices(pose[:, start:start + 100], betas)
+    """(B', n) PVE of n hypotheses (mode first) of the picked crops for the PVE-vs-N curve
+    (Fig. S1): the main table's hypotheses first, then n − H more drawn, in chunks."""
+    sel = torch.as_tensor(pick, device=pve.device)
+    have = pve[sel]
+    extra = n - have.shape[1]
+    if extra <= 0:
+        return have[:, :n].cpu()
+    sub = {k: v[sel] for k, v in batch.items()}
+    cond = evaluator.model.conditions(sub)
+    _, gp = _ground_truth_centred(evaluator, gt[0][sel], gt[1][sel])
+    pose = evaluator.model.flow.sample(cond, extra, generator).unflatten(-1, (22, 6))
+    errors = [have]
+    for start in range(0, extra, 100):
+        verts = evaluator.smpl_vertices(pose[:, start:start + 100], betas[sel])
         _, pp = metrics.protocol_joints(verts, evaluator.regressor, evaluator.protocol)
-        errors.append(metrics.pve(verts - pp, gt[:, None] - gp[:, None]))
+        errors.append(metrics.pve(verts - pp, gt[0][sel][:, None] - gp))
     return torch.cat(errors, 1).cpu()

@@ -42,13 +42,13 @@ def summarize(got: Collected, hypotheses: int, curve_ns: list[int]) -> dict:
         e = torch.cat(parts)
         out["best_of_n"][name] = float(metrics.min_of_n(e).mean())
         out["mode"][name] = float(e[:, 0].mean())
-    kp = torch.cat(got.kp2d)
-    out["kp2d_error_px"] = {"mode": float(np.nanmean(kp[:, 0].numpy())),
-                            "samples": float(np.nanmean(kp[:, 1:].numpy()))}
+    out["kp2d_error_px"] = {"mode": _weighted(got.kp2d_mode),
+                            "samples": _weighted(got.kp2d_samples)}
     out["spread_3d_mm"] = {"visible": _weighted(got.spread_visible),
                            "invisible": _weighted(got.spread_invisible)}
     out["percin"] = _weighted(got.percin)
     out["mindist_px"] = _weighted(got.mindist)
+    out["percin_points"] = int(sum(n for _, n in got.percin))
     w1 = torch.cat(got.heatmap_w1) if got.heatmap_w1 else torch.zeros(0)
     out["heatmap_w1_px"] = float(w1.mean()) if len(w1) else float("nan")
     out["heatmap_w1_joints"] = int(len(w1))
@@ -107,8 +107,11 @@ def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, check
         lines.append(f"| paper | | | | | {paper['percin']} | {paper['mindist']} |")
     if not paper:
         lines += ["", "This is a SYNTHETIC test set: the paper's numbers do not apply."]
-    lines += ["", "2D errors in the pixels of a 256 crop on visible joints (detector conf > 0.5);"
-              " spread and PercIn/MinDist on invisible joints use the random hypotheses.", "",
+    lines += ["", "2D errors in the pixels of a 256 crop, pooled over the visible (detector conf "
+              "> 0.5) joints of every hypothesis; spread over all hypotheses; PercIn/MinDist "
+              f"over every hypothesis (the mode included) of the invisible joints of the images "
+              "with a person mask and at least eval.mask_min_invisible invisible joints "
+              f"({result['percin_points']} points).", "",
               "## Distance to the detector's heatmap distribution", "",
               f"2D Wasserstein-1 between the projected random hypotheses and the stored heatmap "
               "samples of the occluded joints (detector confidence in (losses.mmd_min_conf, "

@@ -1,13 +1,15 @@
 """Evaluate a checkpoint on a test store: make eval DATASET=…, make eval-emdb, make eval-3dpw."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from core.errors import ConfigError, MissingFileError, UnknownNameError
 from core.seeding import stable_seed
-from train.checkpoint import latest_checkpoint
+from train.checkpoint import latest_checkpoint, read_checkpoint
 from train.checkpoints_external import load_reference_checkpoint
 from train.model import ProbabilisticHMR
 from train.trainer import run_dir
@@ -21,12 +23,12 @@ def resolve_checkpoint(cfg: DictConfig, checkpoint: str | None) -> Path:
     if checkpoint:
         path = Path(checkpoint)
         if not path.exists():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
+            raise MissingFileError(f"checkpoint not found: {path} (check --ckpt / CKPT=)")
         return path
     path = latest_checkpoint(run_dir(cfg))
     if path is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir(cfg)}: train first (make train) "
-                                "or pass CKPT=…")
+        raise MissingFileError(f"no checkpoint in {run_dir(cfg)}: train first (make train) "
+                               "or pass CKPT=…")
     return path
 
 
@@ -41,8 +43,8 @@ def load_model(cfg: DictConfig, ckpt: Path) -> tuple[ProbabilisticHMR, DictConfi
             raise ValueError(f"{ckpt}: the reference checkpoint leaves {len(report['missing'])} "
                              f"of the model's weights unset ({', '.join(report['missing'][:5])}"
                              "…); is the profile right (PROFILE=paper)?")
-        return model, cfg, f"reference-{ckpt.stem}"
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        return model, cfg, "reference"
+    state = read_checkpoint(ckpt)
     # the checkpoint's configuration over today's defaults: keys added since it was trained
     # take their default (the old behaviour)
     trained = OmegaConf.merge(cfg, OmegaConf.create(state["config"]),
@@ -52,19 +54,37 @@ def load_model(cfg: DictConfig, ckpt: Path) -> tuple[ProbabilisticHMR, DictConfi
     return model, trained, ckpt.parent.parent.name
 
 
+def report_dir(reports: str | Path, run: str, ckpt: Path, dataset: str) -> Path:
+    """`<reports>/<run>/<checkpoint stem>/<dataset>/`: one folder per checkpoint and test set
+    (run `reference` for the reference release's `.ckpt`)."""
+    return Path(reports) / run / ckpt.stem / dataset
+
+
+def note_profile(cfg: DictConfig, trained: DictConfig, ckpt: Path) -> None:
+    """A one-line notice on stderr when the checkpoint was trained with another profile than the
+    one given: the model is built from the checkpoint's own configuration regardless."""
+    if trained.get("profile", cfg.profile) != cfg.profile:
+        print(f"notice: {ckpt} was trained with profile={trained.profile}; its own model and "
+              f"loss configuration is used, profile={cfg.profile} sets only paths, body models, "
+              "datasets and eval settings", file=sys.stderr)
+
+
 def run_evaluation(cfg: DictConfig, dataset: str, checkpoint: str | None = None) -> Path:
     """Evaluate and write the report; returns the report directory."""
     if dataset not in cfg.datasets:
-        raise KeyError(f"unknown dataset '{dataset}': not under 'datasets' in pipelines.yaml")
+        raise UnknownNameError(f"unknown dataset '{dataset}': not under 'datasets' in "
+                               f"pipelines.yaml (known: {', '.join(cfg.datasets)})")
     entry = cfg.datasets[dataset]
     protocol = entry.get("protocol")
     if protocol not in ("emdb", "3dpw"):
-        raise ValueError(f"datasets.{dataset}.protocol must be emdb or 3dpw, got {protocol!r}")
+        raise ConfigError(f"datasets.{dataset}.protocol must be emdb or 3dpw, got {protocol!r} "
+                          "(is it a test set?)")
     store = Path(cfg.paths.stores) / f"{dataset}.zarr"
     if not (store / "zarr.json").exists():
-        raise FileNotFoundError(f"no store at {store}: make precompute DATASET={dataset}")
+        raise MissingFileError(f"no store at {store}: make precompute DATASET={dataset}")
     ckpt = resolve_checkpoint(cfg, checkpoint)
     model, trained, run = load_model(cfg, ckpt)
+    note_profile(cfg, trained, ckpt)
     device = torch.device(cfg.eval.device)
     model.to(device)
     e = cfg.eval
@@ -72,6 +92,6 @@ def run_evaluation(cfg: DictConfig, dataset: str, checkpoint: str | None = None)
     got = evaluate(evaluator, store, e.hypotheses, stable_seed(e.seed, dataset) % 2 ** 63,
                    e.batch_size, e.curve_crops, max(e.pve_vs_n))
     result = summarize(got, e.hypotheses, list(e.pve_vs_n))
-    out = Path(cfg.paths.reports) / run / dataset
+    out = report_dir(cfg.paths.reports, run, ckpt, dataset)
     write_report(out, result, protocol, dataset, str(ckpt), got)
     return out

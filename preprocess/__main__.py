@@ -17,7 +17,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from core.cli import ArgumentParser, run_cli
 from core.config import load_config
+from core.errors import UnknownNameError
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -26,9 +28,9 @@ def _data(args: argparse.Namespace) -> int:
     from .synthetic.world import generate_world, is_complete, manifest, summary
 
     if args.dataset != "synthetic":
-        print(f"make data: only DATASET=synthetic is generated; real datasets ({args.dataset}) "
-              "are downloaded by you and configured in pipelines.yaml", file=sys.stderr)
-        return 2
+        raise UnknownNameError(f"make data: only DATASET=synthetic is generated; real datasets "
+                               f"({args.dataset}) are downloaded by you and configured in "
+                               "pipelines.yaml")
     cfg = load_config(args.overrides)
     root = Path(cfg.synthetic.root)
     wanted = OmegaConf.to_container(cfg.synthetic, resolve=True)
@@ -72,8 +74,8 @@ def _precompute(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m preprocess", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m preprocess", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     data = sub.add_parser("data", help="generate the synthetic world")
     data.add_argument("--dataset", default="synthetic")
@@ -93,4 +95,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

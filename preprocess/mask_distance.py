@@ -1,7 +1,7 @@
 """Distance from heatmap samples to the union person mask (SPEC.md §2).
 
 Semantics: the distance of an image point p is the Euclidean distance, in image pixels, from its
-pixel round(p) (nearest integer pixel, halves rounded up: floor(p + 0.5)) to the nearest person
+pixel round(p) (`body.pixels.nearest_pixel`: floor(p + 0.5)) to the nearest person
 pixel; 0 on the mask, +inf when the image has no person pixel. Pixels outside the image are never
 person pixels. A sample counts as outside the mask when its distance is > 0.71 px.
 
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from body.pixels import nearest_pixel
+
 
 def _covering_region(shape: tuple[int, int], bounds: tuple[float, float, float, float] | None
                      ) -> tuple[int, int, int, int]:
@@ -29,8 +31,8 @@ def _covering_region(shape: tuple[int, int], bounds: tuple[float, float, float, 
     bx0, by0, bx1, by1 = bounds
     if not bx0 <= bx1 or not by0 <= by1:
         raise ValueError(f"bounds must be (x0, y0, x1, y1) with x0 ≤ x1, y0 ≤ y1, got {bounds}")
-    return (min(0, int(np.floor(bx0 + 0.5))), min(0, int(np.floor(by0 + 0.5))),
-            max(w, int(np.floor(bx1 + 0.5)) + 1), max(h, int(np.floor(by1 + 0.5)) + 1))
+    x0, y0, x1, y1 = (int(nearest_pixel(np.float64(v))) for v in (bx0, by0, bx1, by1))
+    return min(0, x0), min(0, y0), max(w, x1 + 1), max(h, y1 + 1)
 
 
 def _exact_distance_transform(background: np.ndarray) -> np.ndarray:
@@ -68,7 +70,7 @@ class DistanceField:
         """(...,) float32 distances for image points (..., 2). Points whose pixel lies outside the
         covered region (or that are not finite) raise ValueError: that is a caller bug."""
         xy = np.asarray(xy, dtype=np.float64)
-        pixel = np.floor(xy + 0.5) - self.origin
+        pixel = nearest_pixel(xy) - self.origin
         rows, cols = self.field.shape
         inside = np.isfinite(pixel).all(-1)
         inside &= (pixel >= 0).all(-1) & (pixel[..., 0] < cols) & (pixel[..., 1] < rows)

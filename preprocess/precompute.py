@@ -2,13 +2,17 @@
 
 Reads the dataset through its reader, creates `<stores>/<dataset>.zarr` (labels first), then
 hands every chunk that is not done yet to the Dask cluster; tasks write their own chunks and
-return small summaries. A rerun resumes: done chunks are never recomputed. Everything that can be
-checked — configuration keys, dataset files, the detector backend — fails before any work.
+return small summaries. A rerun resumes: done chunks are never recomputed, but the chunks that
+verification flags are repaired (a bad result chunk is marked not done and recomputed, a bad label
+chunk rewritten from the reader's rows). One run per store at a time: `<name>.zarr.lock` (held
+for the whole run). Everything that can be checked — configuration keys, dataset files, the
+detector backend — fails before any work.
 """
 from __future__ import annotations
 
 import hashlib
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,8 +21,12 @@ from dask.distributed import as_completed
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from stores.schema import REASONS, is_skip
-from stores.store import Store
+from core.errors import ConfigError, MissingFileError, UnknownNameError
+from stores.labels import LabelRows
+from stores.lock import StoreLock
+from stores.schema import REASONS, SCHEMA_VERSION, StoreError, is_skip
+from stores.store import Store, schema_version
+from stores.verify import check, record_path
 
 from .chunk_task import process_chunk
 from .cluster import check_cluster_config, dask_client
@@ -34,24 +42,24 @@ def dataset_names(cfg: DictConfig, name: str) -> list[str]:
     for n in names:
         if n not in cfg.datasets:
             known = sorted(list(cfg.datasets) + list(cfg.dataset_groups))
-            raise KeyError(f"unknown dataset '{n}': not under 'datasets' in pipelines.yaml "
-                           f"(known: {', '.join(known)})")
+            raise UnknownNameError(f"unknown dataset '{n}': not under 'datasets' in "
+                                   f"pipelines.yaml (known: {', '.join(known)})")
     return names
 
 
 def _check(cfg: DictConfig, name: str) -> DictConfig:
     entry = cfg.datasets[name]
     if entry.get("format") not in READERS:
-        raise ValueError(f"datasets.{name}.format must be one of {sorted(READERS)}, "
-                         f"got {entry.get('format')!r}")
+        raise ConfigError(f"datasets.{name}.format must be one of {sorted(READERS)}, "
+                          f"got {entry.get('format')!r}")
     if entry.get("split") not in SPLITS:
-        raise ValueError(f"datasets.{name}.split must be one of {SPLITS}, "
-                         f"got {entry.get('split')!r}")
+        raise ConfigError(f"datasets.{name}.split must be one of {SPLITS}, "
+                          f"got {entry.get('split')!r}")
     if not Path(entry.root).exists():
-        raise FileNotFoundError(f"datasets.{name}.root does not exist: {entry.root}")
+        raise MissingFileError(f"datasets.{name}.root does not exist: {entry.root}")
     if cfg.precompute.detector.name not in DETECTORS:
-        raise ValueError(f"precompute.detector.name must be one of {sorted(DETECTORS)}, got "
-                         f"{cfg.precompute.detector.name!r}")
+        raise ConfigError(f"precompute.detector.name must be one of {sorted(DETECTORS)}, got "
+                          f"{cfg.precompute.detector.name!r}")
     check_cluster_config(cfg.cluster)
     return entry
 
@@ -92,7 +100,8 @@ def _fingerprint(settings: dict, sources: dict, rows: int, chunk_rows: int) -> s
 
 
 def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig) -> tuple[Store, dict]:
-    """The store of `name`: resumed when it was made with this configuration, else created."""
+    """The store of `name`: resumed (and repaired) when it was made with this configuration, else
+    created (also over a store of an older schema). Call it holding the store's lock."""
     settings = _settings(cfg, name, entry)
     sources = _source_files(entry)
     reader_args = {k: v for k, v in OmegaConf.to_container(entry, resolve=True).items()
@@ -101,12 +110,17 @@ def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig) -> tuple
     chunk_rows = cfg.precompute.chunk_rows
     fingerprint = _fingerprint(settings, sources, len(rows), chunk_rows)
     path = Path(cfg.paths.stores) / f"{name}.zarr"
-    if (path / "zarr.json").exists():
+    old_schema = (path / "zarr.json").exists() and schema_version(path) != SCHEMA_VERSION
+    if old_schema:
+        print(f"{path} has schema v{schema_version(path)}, this code writes v{SCHEMA_VERSION}: "
+              "making it again", file=sys.stderr)
+    elif (path / "zarr.json").exists():
         store = Store(path, mode="r+")
         if store.attrs.get("fingerprint") == fingerprint:
+            repair(store, rows)
             return store, settings
         if not cfg.precompute.overwrite:
-            raise ValueError(f"{path} was made with another configuration or other source "
+            raise StoreError(f"{path} was made with another configuration or other source "
                              "files; remove it or pass precompute.overwrite=true")
     attrs = {"dataset": name, "split": entry.split, "format": entry.format,
              "root": str(Path(entry.root).resolve()), "source_files": sources,
@@ -114,13 +128,43 @@ def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig) -> tuple
              "seed": cfg.sampling.seed, "fingerprint": fingerprint, "code_version": _code_version(),
              "mask_rule": MASK_RULES[entry.format],
              "config": OmegaConf.to_container(cfg, resolve=True), "complete": False}
+    record_path(path).unlink(missing_ok=True)
     store = Store.create(path, rows, attrs, chunk_rows, cfg.sampling.samples_per_joint)
     return store, settings
+
+
+def repair(store: Store, rows: LabelRows) -> dict[str, list[int]]:
+    """Make the chunks that verification flags whole again: a bad label chunk is rewritten from
+    `rows` (the reader's rows, which the fingerprint ties to the store), a bad chunk of any other
+    array has its row chunk marked not done, to be recomputed. Fast when the store's verification
+    record is current. Returns {array: [chunk indices]} of what it repaired."""
+    report = check(store.path)
+    if report.problems:
+        raise StoreError(f"{store.path}: {report.problems[0]}; cannot be repaired: remove it "
+                         "and rerun precompute")
+    repaired: dict[str, list[int]] = {}
+    for bad in report.bad:
+        repaired.setdefault(bad.array, []).append(bad.index)
+        if bad.array.startswith("labels/"):
+            store.discard_chunk(bad.array, bad.index)
+            store.write_labels(bad.index, rows, [bad.array])
+        else:
+            store.clear_done(bad.index)
+            store.discard_chunk(bad.array, bad.index)
+    if repaired:
+        print(f"{store.path}: repairing {len(report.bad)} bad chunks (first: {report.bad[0]})",
+              file=sys.stderr)
+    return repaired
 
 
 def precompute(cfg: DictConfig, name: str, client=None) -> dict:
     """Precompute one dataset into its store; returns the run summary."""
     entry = _check(cfg, name)
+    with StoreLock(Path(cfg.paths.stores) / f"{name}.zarr"):
+        return _precompute_locked(cfg, name, entry, client)
+
+
+def _precompute_locked(cfg: DictConfig, name: str, entry: DictConfig, client) -> dict:
     store, settings = open_or_create_store(cfg, name, entry)
     todo = [int(i) for i, done in enumerate(store.done()) if not done]
     start = time.perf_counter()

@@ -1,14 +1,15 @@
 """`python -m stores verify PATH [PATH …]`: check stores; exit 0 only when all are complete."""
 from __future__ import annotations
 
-import argparse
 import sys
+
+from core.cli import ArgumentParser, run_cli
 
 from .verify import verify
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stores", description=__doc__)
+    parser = ArgumentParser(prog="python -m stores", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     check = sub.add_parser("verify", help="check that stores are complete and sound")
     check.add_argument("paths", nargs="+")
@@ -23,4 +24,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

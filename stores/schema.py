@@ -1,9 +1,10 @@
-"""Store schema v1: the contract between stage one and stage two (docs in stores/README.md).
+"""Store schema v2: the contract between stage one and stage two (docs in stores/README.md).
 
 One Zarr v3 group per dataset split; rows are person crops, chunked along rows so that one task
 owns whole chunks. `labels/` holds the normalised label rows (written once, when the store is
 created); `detector/`, `samples/` and `status/reason` are written chunk by chunk by the tasks;
 `status/chunk_done` has one chunk per row chunk, written last, after the chunk's data is durable.
+v2 (over v1): every chunk of every array ends in a crc32c checksum of its encoded bytes.
 """
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from core.errors import UserError
+
+SCHEMA_VERSION = 2
 NUM_JOINTS = 17
 HEATMAP_HW = (64, 48)
 
@@ -31,6 +34,11 @@ REASONS = {
     FILTER_FEW_CONFIDENT_JOINTS: "filtered: at most 8 joints with confidence > 0.5",
     FILTER_JOINT_OUTSIDE_IMAGE: "filtered: a detector joint > 100 px outside the image",
 }
+
+
+class StoreError(UserError, ValueError):
+    """A store that cannot be used as it is (old schema, incomplete, corrupt, locked); the
+    message is one line naming the store and what to do."""
 
 
 def is_skip(code: int) -> bool:

@@ -1,12 +1,14 @@
-"""Create, open, write and read a store of schema v1 (stores/schema.py).
+"""Create, open, write and read a store of schema v2 (stores/schema.py).
 
 Concurrency (zarr 3.1, local stores): a whole-chunk write is atomic (temporary file + rename),
 but two writers of one chunk lose data; so every task owns whole row chunks of every result array
 and its own one-element chunk of `status/chunk_done`, written only after the chunk's data files
 are fsync'ed. A chunk therefore reads as done only when its data is complete and durable.
+Every array's codec chain ends in zarr's crc32c codec: a chunk whose bytes changed fails to decode.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import warnings
@@ -16,14 +18,18 @@ from pathlib import Path
 import numpy as np
 import zarr
 import zarr.codecs.numcodecs
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .labels import LabelRows
-from .schema import SCHEMA_VERSION, ArraySpec, label_array_name, result_specs, row_dtype
+from .schema import (
+    SCHEMA_VERSION, ArraySpec, StoreError, label_array_name, result_specs, row_dtype,
+)
 
 # numcodecs' Delta is not in the Zarr v3 core spec; these stores are read by this code base
 warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
-COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+# the checksum of each chunk's encoded bytes, last in every chain (the Zarr v3 `crc32c` codec)
+CHECKSUM = Crc32cCodec()
+COMPRESSOR = [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), CHECKSUM]
 # Codecs of the sample arrays, by measured bytes per crop on the synthetic stores (benchmarks:
 # sample_bytes_per_crop): a delta filter turns sorted indices into small steps; byte shuffling
 # suits the float16 values; the distances repeat with their (sorted, duplicated) samples. zstd
@@ -31,9 +37,12 @@ COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 CODECS = {
     "default": {"compressors": COMPRESSOR},
     "sorted_index": {"filters": [zarr.codecs.numcodecs.Delta(dtype="uint16")],
-                     "compressors": BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")},
-    "byte_shuffled": {"compressors": BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")},
-    "repeating": {"compressors": BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")},
+                     "compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle"),
+                                     CHECKSUM]},
+    "byte_shuffled": {"compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
+                                      CHECKSUM]},
+    "repeating": {"compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle"),
+                                  CHECKSUM]},
 }
 DONE = "status/chunk_done"
 # zarr skips chunks equal to the fill value by default, but here a written chunk must exist as a
@@ -49,11 +58,12 @@ class Store:
         self.path = Path(path)
         if not (self.path / "zarr.json").exists():
             raise FileNotFoundError(f"no store at {self.path}")
-        self.group = zarr.open_group(str(self.path), mode=mode)
-        version = self.group.attrs.get("schema_version")
+        version = schema_version(self.path)
         if version != SCHEMA_VERSION:
-            raise ValueError(f"{self.path}: schema_version {version}, this code reads "
-                             f"{SCHEMA_VERSION}")
+            raise StoreError(f"{self.path}: a schema v{version} store, this code reads schema "
+                             f"v{SCHEMA_VERSION} (chunk checksums): rerun precompute for it "
+                             "(or delete it)")
+        self.group = zarr.open_group(str(self.path), mode=mode)
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
@@ -76,7 +86,8 @@ class Store:
             array[:] = values
         for spec in result_specs(samples):
             _create(group, spec, n, chunk_rows)
-        group.create_array(DONE, shape=(n_chunks,), chunks=(1,), dtype="uint8", fill_value=0)
+        group.create_array(DONE, shape=(n_chunks,), chunks=(1,), dtype="uint8", fill_value=0,
+                           compressors=COMPRESSOR)
         group.attrs.update({**attrs, "schema_version": SCHEMA_VERSION, "rows": n,
                             "chunk_rows": chunk_rows, "samples_per_joint": samples,
                             "body_model": rows.body_model})
@@ -124,10 +135,26 @@ class Store:
         self.group[DONE][index] = 1
         self._fsync_chunk(DONE, index)
 
+    def discard_chunk(self, name: str, index: int) -> None:
+        """Remove chunk `index` of array `name` (a bad one, before it is rewritten: zarr reads
+        the chunk it partly overwrites, at the store's last row chunk)."""
+        self.chunk_file(name, index).unlink(missing_ok=True)
+
+    def clear_done(self, index: int) -> None:
+        """Mark chunk `index` not done (its results are recomputed by the next run)."""
+        self.group[DONE][index] = 0
+        self._fsync_chunk(DONE, index)
+
+    def write_labels(self, index: int, rows: LabelRows, names: list[str]) -> None:
+        """Rewrite chunk `index` of the label arrays `names` (`labels/…`) from `rows`, all rows
+        of the store (a repair: labels are otherwise written once, at creation)."""
+        sl = self.chunk_slice(index)
+        for name in names:
+            self.group[name][sl] = getattr(rows, name.split("/", 1)[1])[sl]
+            self._fsync_chunk(name, index)
+
     def _fsync_chunk(self, name: str, index: int) -> None:
-        array = self.group[name]
-        key = array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
-        path = self.path / name / key
+        path = self.chunk_file(name, index)
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -154,6 +181,12 @@ class Store:
 
     def read(self, name: str, rows: slice = slice(None)) -> np.ndarray:
         return np.asarray(self.group[name][rows])
+
+
+def schema_version(path: str | Path) -> int | None:
+    """The `schema_version` attribute of the store at `path` (None when it has none)."""
+    meta = json.loads((Path(path) / "zarr.json").read_text())
+    return meta.get("attributes", {}).get("schema_version")
 
 
 def _create(group, spec: ArraySpec, n: int, chunk_rows: int) -> None:

@@ -1,6 +1,7 @@
 """Tests of train/checkpoints_external.py: FrEIA's own conditional GLOW saved in the reference
 release's Lightning layout loads into our ConditionalFlow and computes the same function; the
 reference name table round-trips; BEDLAM-CLIFF HRNet weights load exactly and strictly."""
+import contextlib
 import sys
 import types
 import warnings
@@ -52,6 +53,33 @@ def freia_flow(kind: str, seed_offset: int = 0, blocks: int = BLOCKS) -> nn.Modu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return Ff.GraphINN(nodes + [cond]).eval()
+
+
+def _dict_with_attributes(self, *args, **kwargs):
+    dict.__init__(self, *args, **kwargs)
+    self.__dict__["__immutable__"] = False
+
+
+@contextlib.contextmanager
+def packages_not_installed_here():
+    """Lightning's `AttributeDict` and yacs' `CfgNode` (a dict with attribute state) under their
+    real module paths, for the duration of writing a file with them."""
+    made = {}
+    for module, name in (("pytorch_lightning.utilities.parsing", "AttributeDict"),
+                         ("yacs.config", "CfgNode")):
+        parts = module.split(".")
+        for i in range(1, len(parts) + 1):
+            made.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+        setattr(made[module], name, type(name, (dict,), {"__module__": module,
+                                                         "__init__": _dict_with_attributes}))
+    assert not set(made) & set(sys.modules)
+    sys.modules.update(made)
+    try:
+        yield (made["pytorch_lightning.utilities.parsing"].AttributeDict,
+               made["yacs.config"].CfgNode)
+    finally:
+        for key in made:
+            del sys.modules[key]
 
 
 def reference_file(path, flow: nn.Module, extra: dict | None = None):
@@ -147,14 +175,9 @@ def test_reference_names_round_trip_and_report(model, small_cfg, tmp_path):
                   "model.backbone.final_layer.weight": torch.zeros(24, 5, 1, 1),
                   "model.something_new.weight": torch.zeros(2)})
     # a real Lightning file: hyper-parameters of classes from packages not installed here
-    fake = types.ModuleType("fake_lightning")
-    fake.AttributeDict = type("AttributeDict", (dict,), {"__module__": "fake_lightning"})
-    sys.modules["fake_lightning"] = fake
-    try:
-        hp = fake.AttributeDict(TRAINING=fake.AttributeDict(LR=1e-4))
+    with packages_not_installed_here() as (attribute_dict, cfg_node):
+        hp = attribute_dict(TRAINING=cfg_node(LR=1e-4))
         torch.save({"state_dict": state, "hyper_parameters": hp}, tmp_path / "humr.ckpt")
-    finally:
-        del sys.modules["fake_lightning"]
     report = load_reference_checkpoint(model, tmp_path / "humr.ckpt")
     ours = model.state_dict()
     assert report["missing"] == []

@@ -1,6 +1,12 @@
+from fnmatch import fnmatchcase
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
+
+from core.config import load_config
+from core.config_checks import RANGES, _leaves
+from core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,3 +22,75 @@ def test_pipelines_yaml_resolves_and_holds_the_papers_constants(monkeypatch):
     assert weights == {"nll": 0.1, "betas": 5e-4, "keypoints_2d": 1e-2, "orth": 0.1,
                        "camera": 1.0, "mmd": 5e-2, "mask": 0.1,
                        "keypoints_2d_samples": 0.0}  # Table S2 only: off in the paper
+
+
+def _error(overrides, path=ROOT / "pipelines.yaml"):
+    with pytest.raises(UserError) as info:
+        load_config(overrides, path)
+    return str(info.value)
+
+
+def test_both_profiles_of_pipelines_yaml_pass_every_check():
+    for profile in ("synthetic", "paper"):
+        assert load_config([f"profile={profile}"]).profile == profile
+
+
+def test_every_range_rule_names_a_key_of_pipelines_yaml():
+    defaults = OmegaConf.to_container(OmegaConf.load(ROOT / "pipelines.yaml"), resolve=True)
+    keys = [k for k, _ in _leaves(defaults)]
+    unused = [p for p in RANGES if not any(fnmatchcase(k, p) for k in keys)]
+    assert unused == []
+
+
+@pytest.mark.parametrize("override, message", [
+    ("precompute.chunk_rows=0", "pipelines.yaml key precompute.chunk_rows=0: must be ≥ 1"),
+    ("precompute.chunk_rows=abc", "pipelines.yaml key precompute.chunk_rows=abc: must be an "
+                                  "integer"),
+    ("train.batch_size=-1", "pipelines.yaml key train.batch_size=-1: must be ≥ 1"),
+    ("sampling.samples_per_joint=0", "pipelines.yaml key sampling.samples_per_joint=0: must be "
+                                     "≥ 1"),
+    ("eval.hypotheses=0", "pipelines.yaml key eval.hypotheses=0: must be ≥ 1"),
+    ("loss_weights.mmd=-0.1", "pipelines.yaml key loss_weights.mmd=-0.1: must be ≥ 0"),
+    ("train.truncation_p=1.5", "pipelines.yaml key train.truncation_p=1.5: must be in [0, 1]"),
+    ("train.amp=1", "pipelines.yaml key train.amp=1: must be true or false"),
+    ("train.iterations=null", "pipelines.yaml key train.iterations=null: must be an integer"),
+    ("precompute.device=7", "pipelines.yaml key precompute.device=7: must be a string"),
+    ("eval.pve_vs_n=[1,x]", "pipelines.yaml key eval.pve_vs_n=[1, 'x']: must be a list of "
+                            "integers"),
+    ("eval.pve_vs_n=[0,5]", "pipelines.yaml key eval.pve_vs_n=[0, 5]: every element must be ≥ 1"),
+    ("cluster.kind=pbs", "pipelines.yaml key cluster.kind=pbs: must be one of local, slurm"),
+    ("train.heatmap_samples=151", "pipelines.yaml key train.heatmap_samples=151: must be ≤ "
+                                  "sampling.samples_per_joint (150)"),
+    ("precompute=3", "pipelines.yaml key precompute=3: must be a section"),
+    ("train.lr", "override 'train.lr' is not of the form key=value"),
+    ("model.pose_mlp=[1,2", "override 'model.pose_mlp=[1,2': the value is not valid YAML"),
+    ("train.nope=1", "unknown configuration key in override 'train.nope=1'"),
+    ("profile=nope", "unknown profile 'nope'"),
+])
+def test_a_bad_value_fails_at_load_in_one_line_naming_the_key(override, message):
+    text = _error([override])
+    assert text.startswith(message) and "\n" not in text
+
+
+def test_types_follow_the_defaults():
+    cfg = load_config(["train.lr=1", "train.run=7", "precompute.detector.options.any=[1]"])
+    assert cfg.train.lr == 1  # an int is a number; a key whose default is null takes anything
+    assert cfg.train.run == 7 and list(cfg.precompute.detector.options.any) == [1]
+
+
+def test_profile_values_are_checked_too(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("profile: a\nsec: {n: 1, x: 0.5, names: [a, b]}\n"
+                    "profiles: {a: {sec: {x: 2}}, b: {sec: {n: abc}}, c: {sec: {names: [1]}}}\n")
+    assert load_config([], path).sec.x == 2
+    assert _error(["profile=b"], path) == "p.yaml key sec.n=abc: must be an integer"
+    assert _error(["profile=c"], path) == "p.yaml key sec.names=[1]: must be a list of strings"
+
+
+def test_user_errors_keep_their_builtin_classes():
+    with pytest.raises(KeyError):
+        load_config(["train.nope=1"])
+    with pytest.raises(ValueError):
+        load_config(["train.batch_size=0"])
+    with pytest.raises(FileNotFoundError):
+        load_config([], ROOT / "no.yaml")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from body.models import load_smpl, load_smplx, load_smplx2smpl
+from body.rotations import axis_angle_to_matrix
 from core.config import load_config
 from eval.run import run_evaluation
 from train import trainer
@@ -99,7 +100,8 @@ def test_reference_checkpoint_evaluates_like_the_same_weights_of_ours(trained, t
     torch.save({"state_dict": to_reference_names(model), "epoch": 1},
                tmp_path / "humr_best.ckpt")
     out = run_evaluation(trained, "synthetic-test", str(tmp_path / "humr_best.ckpt"))
-    assert out.parent.name == "reference-humr_best"
+    assert out.relative_to(trained.paths.reports).parts == ("reference", "humr_best",
+                                                            "synthetic-test")
     reference = json.loads((out / "metrics.json").read_text())
     own = json.loads((run_evaluation(trained, "synthetic-test") / "metrics.json").read_text())
     for key in ("best_of_n", "mode", "heatmap_w1_px", "spread_3d_mm", "pve_vs_n"):
@@ -110,3 +112,99 @@ def test_reference_checkpoint_evaluates_like_the_same_weights_of_ours(trained, t
     torch.save({"state_dict": state}, tmp_path / "partial.ckpt")
     with pytest.raises(ValueError, match="head.net.0.weight"):
         run_evaluation(trained, "synthetic-test", str(tmp_path / "partial.ckpt"))
+
+
+# ---------------------------------------------------------------- protocol rules (SPEC.md §6)
+
+def _evaluator(cfg):
+    from eval.protocol import Evaluator
+    from eval.run import load_model, resolve_checkpoint
+
+    model, trained_cfg, _ = load_model(cfg, resolve_checkpoint(cfg, None))
+    return Evaluator(model, trained_cfg, "emdb", torch.device("cpu"))
+
+
+def test_emdb_ground_truth_joints_are_the_smpl_fk_joints(body_models):
+    """The gendered SMPL's own skeleton joints, which differ from its regressor on the posed
+    vertices (the old rule) by millimetres for a bent pose."""
+    from types import SimpleNamespace
+
+    from eval.protocol import ground_truth_bodies
+
+    models = {g: load_smpl(body_models, g) for g in ("male", "female")}
+    pose = np.zeros((2, 24, 3), np.float32)
+    pose[:, 18] = [0.0, -1.4, 0.0]  # left elbow
+    pose[:, 4] = [1.2, 0.0, 0.0]  # left knee
+    pose[1, 0] = [0.3, 0.2, 0.1]
+    labels = SimpleNamespace(pose=pose, betas=np.full((2, 10), 0.5, np.float32),
+                             transl=np.array([[0, 0, 3], [0.2, 0, 4]], np.float32),
+                             gender=np.array(["female", "male"]))
+    verts, joints = ground_truth_bodies(models, labels, np.arange(2), torch.device("cpu"))
+    for i, gender in enumerate(labels.gender):
+        mats = axis_angle_to_matrix(torch.from_numpy(pose[i:i + 1]))
+        out = models[gender](betas=torch.from_numpy(labels.betas[i:i + 1]),
+                             global_orient=mats[:, :1], body_pose=mats[:, 1:],
+                             transl=torch.from_numpy(labels.transl[i:i + 1]))
+        torch.testing.assert_close(joints[i], out.joints[0, :24])
+        torch.testing.assert_close(verts[i], out.vertices[0])
+        regressed = models[gender].J_regressor @ verts[i]
+        assert (regressed - joints[i]).norm(dim=-1).max() > 1e-3  # the two rules differ
+
+
+def test_plausibility_counts_the_mode_and_keeps_the_mask_subset():
+    """Every hypothesis counts (slot 0, the mode, too); images without a mask or with fewer than
+    2 invisible joints are not in the subset."""
+    from eval.protocol import plausibility
+
+    masks = torch.zeros(3, 16, 16, dtype=torch.bool)
+    masks[:, 4:8, 4:8] = True
+    points = torch.full((3, 3, 17, 2), 5.0, dtype=torch.float64)  # samples inside
+    points[:, 0] = 14.0  # the mode: 7 px right of column 7 and 7 px below row 7 → 7√2
+    visible = torch.ones(3, 17, dtype=torch.bool)
+    visible[:, :2] = False  # images 0, 1: two invisible joints
+    visible[2, 1] = True  # image 2: one invisible joint → not in the subset
+    has_mask = torch.tensor([True, False, True])  # image 1 has no mask
+    perc, mind, n = plausibility(points, masks, has_mask, visible, min_invisible=2)
+    assert n == 2 * 3  # image 0 only: 2 joints × 3 hypotheses
+    assert perc == pytest.approx(100 * 4 / 6)  # old rule (samples only): 100 %
+    assert mind == pytest.approx(2 * 7 * np.sqrt(2) / 6)
+    assert plausibility(points, masks, has_mask, visible, min_invisible=3)[2] == 0
+
+
+def test_eval_projection_is_the_models_camera(trained):
+    """`project_to_crop` of the model's own joints reproduces its crop keypoints: the SMPL-mesh
+    COCO-17 of the 2D metrics go through exactly the model's CLIFF camera."""
+    from eval.examples import TestExamples
+    from eval.protocol import project_to_crop
+
+    evaluator = _evaluator(trained)
+    store = f"{trained.paths.stores}/synthetic-test.zarr"
+    data = TestExamples(store, trained.model.crop_size, trained.train.context_factor)
+    batch = {k: torch.stack([data[i][k] for i in range(3)]) for k in data[0]}
+    with torch.no_grad():
+        out = evaluator.model(batch, 2, torch.Generator().manual_seed(0), with_log_prob=False)
+    model_frame = out.joints3d[:, :, :17] - out.transl[:, None, None]
+    torch.testing.assert_close(project_to_crop(model_frame, out.transl, batch), out.coco2d,
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_pve_curve_subset_is_seeded_random_and_reuses_the_main_hypotheses(trained):
+    from core.seeding import stable_seed
+    from eval.protocol import curve_subset, evaluate
+
+    rows = curve_subset(1000, 32, 7)
+    assert len(set(rows)) == 32 and list(rows) == sorted(rows) and rows.max() > 500
+    assert np.array_equal(rows, curve_subset(1000, 32, 7))
+    assert not np.array_equal(rows, np.arange(32))  # the old rule: the first 32 crops
+    assert len(curve_subset(5, 32, 7)) == 5
+
+    evaluator = _evaluator(trained)
+    store = f"{trained.paths.stores}/synthetic-test.zarr"
+    seed = stable_seed(0, "synthetic-test") % 2 ** 63
+    got = evaluate(evaluator, store, 6, seed, batch_size=4, curve_crops=5, curve_max=20)
+    main = torch.cat(got.errors["pve"])
+    curve = torch.cat(got.pve_curve)
+    picked = curve_subset(len(main), 5, seed)
+    assert curve.shape == (5, 20)
+    torch.testing.assert_close(curve[:, :6], main[picked])  # the main table's hypotheses
+    assert (curve[:, 6:] != curve[:, :1]).any()  # then new draws

@@ -52,7 +52,7 @@ def test_reference_stores_are_complete_and_sensible(reference):
     stores, summaries = reference
     train = Store(stores / "synthetic-train.zarr")
     assert verify(train.path).complete and verify(stores / "synthetic-test.zarr").complete
-    assert train.attrs["complete"] and train.attrs["schema_version"] == 1
+    assert train.attrs["complete"] and train.attrs["schema_version"] == 2
     assert summaries["synthetic-train"]["rows_written"] == train.n_rows
     reasons = train.read("status/reason")
     kept = reasons == KEPT
@@ -188,12 +188,15 @@ def test_verify_catches_a_truncated_and_a_missing_chunk(reference, tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:20])
     store.chunk_file("samples/value", 2).unlink()
     report = verify(path)
-    assert not report.complete
-    assert any("chunk 1" in p and "does not decode" in p for p in report.problems)
-    assert any("chunk 2" in p and "no chunk file" in p for p in report.problems)
+    assert not report.complete and len(report.bad) == 2
+    assert (report.bad[0].array, report.bad[0].index) == ("samples/index", 1)
+    assert "does not decode" in report.bad[0].problem
+    assert (report.bad[1].array, report.bad[1].index) == ("samples/value", 2)
+    assert "no chunk file" in report.bad[1].problem
     cli = subprocess.run([sys.executable, "-m", "stores", "verify", str(path)], cwd=ROOT,
                          capture_output=True, text=True)
     assert cli.returncode == 1 and "INCOMPLETE" in cli.stdout
+    assert "2 bad chunks" in cli.stdout and "chunk 1 of 'samples/index'" in cli.stdout
 
 
 def test_bad_input_rows_are_skipped_with_reasons(small_world, body_models, tmp_path):
@@ -259,3 +262,54 @@ def test_slurm_cluster_is_configured_from_pipelines_yaml():
         cluster.close()
     assert "#SBATCH -p gpu" in script and "--cpus-per-task=4" in script
     assert "#SBATCH --mem=" in script and "--nthreads 4" in script
+
+
+def _files(path):
+    """{relative name: (bytes, mtime_ns)} of every file of a store but the group's zarr.json."""
+    return {p.relative_to(path).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(path.rglob("*")) if p.is_file() and p != path / "zarr.json"}
+
+
+def test_rerun_rewrites_exactly_the_bad_chunks(reference, small_world, body_models, tmp_path):
+    stores, _ = reference
+    path = tmp_path / "synthetic-train.zarr"
+    shutil.copytree(stores / "synthetic-train.zarr", path)
+    store = Store(path)
+    last = store.n_chunks - 1  # the last row chunk is partial: its rewrite must not read it
+    bad = {"detector/keypoints": 1, "labels/center": last}
+    for name, index in bad.items():
+        data = bytearray(store.chunk_file(name, index).read_bytes())
+        data[len(data) // 2] ^= 0x10
+        store.chunk_file(name, index).write_bytes(bytes(data))
+    before = _files(path)
+    assert not verify(path).complete
+    summary = precompute(_cfg(small_world, body_models, tmp_path), "synthetic-train")
+    assert summary["chunks_run"] == 1
+    assert verify(path).complete
+    after, ref = _files(path), _files(stores / "synthetic-train.zarr")
+    assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in ref.items()}
+    changed = {k for k in after if after[k][1] != before[k][1]}
+    # row chunk 1 of every result array and its done flag (one task writes them), the label chunk
+    expected = {str(store.chunk_file(name, 1).relative_to(path)) for name in ARRAYS}
+    expected |= {str(store.chunk_file("status/chunk_done", 1).relative_to(path)),
+                 str(store.chunk_file("labels/center", last).relative_to(path))}
+    assert changed == expected
+
+
+def test_two_precomputes_of_one_store_started_together(reference, small_world, body_models,
+                                                       tmp_path):
+    stores, _ = reference
+    args = [f"synthetic.root={small_world}", f"body.models={body_models}",
+            f"paths.stores={tmp_path}", "precompute.chunk_rows=8", "cluster.workers=1"]
+    procs = [subprocess.Popen([sys.executable, "-m", "preprocess", "precompute",
+                               "synthetic-train", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    codes = [p.returncode for p in procs]
+    assert codes.count(0) == 1, (codes, errors)  # the other one refused, naming the holder
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    assert f"held by host {socket.gethostname()}, pid {procs[winner].pid}" in errors[loser]
+    assert verify(tmp_path / "synthetic-train.zarr").complete
+    assert not (tmp_path / "synthetic-train.zarr.lock").exists()
+    _assert_same(_arrays(tmp_path / "synthetic-train.zarr"),
+                 _arrays(stores / "synthetic-train.zarr"))

@@ -204,6 +204,33 @@ def test_3dpw_rows_keep_campose_valid_frames_only(pw3d, pw3d_test_rows):
     assert all((root / image).exists() for image in rows.image)
 
 
+def test_3dpw_drops_frames_whose_2d_pose_is_all_zeros(pw3d, body_models, tmp_path):
+    """The official 3DPW evaluation keeps a frame only when campose_valid holds AND its poses2d
+    is not all zeros; a frame with one non-zero entry (or a NaN) stays."""
+    root, results = pw3d
+    result = next(r for r in results.values() if r.split == "test")
+    data = _sequence(result.path)
+    valid = np.asarray(data["campose_valid"][0], bool)
+    zeroed, partly, with_nan = np.flatnonzero(valid)[:3]
+    poses2d = [p.copy() for p in data["poses2d"]]
+    poses2d[0][zeroed] = 0.0
+    poses2d[0][partly] = 0.0
+    poses2d[0][partly, 2, 5] = 0.3
+    poses2d[0][with_nan] = 0.0
+    poses2d[0][with_nan, 0, 0] = np.nan
+    seq = tmp_path / "sequenceFiles" / "test" / result.path.name
+    seq.parent.mkdir(parents=True)
+    with seq.open("wb") as f:
+        pickle.dump({**data, "poses2d": poses2d}, f, protocol=2)
+    (tmp_path / "imageFiles").mkdir()
+    (tmp_path / "imageFiles" / result.name).symlink_to(root / "imageFiles" / result.name)
+    rows = read_3dpw(tmp_path, body_models)
+    frames = [int(s.split(":")[2]) for s in rows.source if s.startswith(f"{result.name}:0:")]
+    assert frames == [f for f in np.flatnonzero(valid) if f != zeroed]
+    other = [s for s in rows.source if s.startswith(f"{result.name}:1:")]
+    assert len(other) == sum(np.asarray(v, bool).sum() for v in data["campose_valid"][1:])
+
+
 def test_3dpw_reader_reproduces_poses2d_and_boxes(pw3d, pw3d_test_rows, body_models):
     root, _ = pw3d
     rows = pw3d_test_rows

@@ -83,8 +83,11 @@ def test_context_cache_equals_a_direct_crop_of_the_frame(store):
         assert wrong.mean() < 0.01
 
 
+UNDILATED = ExampleSettings(augment=Augmentation.disabled(), mask_dilation=0)
+
+
 def test_unaugmented_example_equals_the_model_crop_of_the_frame(store):
-    ds = TrainingExamples([store], NO_AUGMENTATION)
+    ds = TrainingExamples([store], UNDILATED)
     for k in range(5):
         ex = ds[k]
         frame, mask, labels = _frame(store, int(ex["row"]))
@@ -95,6 +98,23 @@ def test_unaugmented_example_equals_the_model_crop_of_the_frame(store):
                                      flags=cv2.INTER_NEAREST).astype(bool)
         wrong = ex["mask"].numpy() != direct_mask
         assert not (wrong & ~_boundary(direct_mask)).any()
+
+
+def test_training_mask_is_dilated_three_times_by_3x3(store):
+    """The default training mask is the crop mask dilated by a 3 × 3 kernel, 3 iterations
+    (reference release): every pixel within Chebyshev distance 3 of a person pixel. By hand on
+    the undilated crop: the dilation equals a 7 × 7 maximum filter."""
+    dilated = TrainingExamples([store], NO_AUGMENTATION)
+    plain = TrainingExamples([store], UNDILATED)
+    assert NO_AUGMENTATION.mask_dilation == 3
+    grown = 0
+    for k in range(4):
+        a, b = dilated[k]["mask"].numpy(), plain[k]["mask"].numpy()
+        padded = np.pad(b, 3)
+        window = np.lib.stride_tricks.sliding_window_view(padded, (7, 7)).any((-1, -2))
+        np.testing.assert_array_equal(a, window)
+        grown += int(a.sum() - b.sum())
+    assert grown > 0
 
 
 def test_direct_row_reads_equal_zarr_and_the_store(store):
@@ -165,8 +185,10 @@ def test_different_k_differ_in_augmentation(examples):
     assert not torch.equal(a["center"], b["center"]) or not torch.equal(a["scale"], b["scale"])
     assert not torch.equal(a["image"], b["image"])
     assert not torch.equal(a["hm_samples"], b["hm_samples"])
-    # the condition comes from the original box, whatever the augmentation (SPEC.md §5)
-    assert torch.equal(a["det_kp"], b["det_kp"])
+    # the detector ran once on the original box: its confidences are the same, its keypoints
+    # are re-expressed in each augmented box (SPEC.md §5)
+    assert not torch.equal(a["det_kp"][:, :2], b["det_kp"][:, :2])
+    assert torch.equal(a["det_kp"][:, 2], b["det_kp"][:, 2])
     assert torch.equal(a["max_conf"], b["max_conf"])
     assert torch.equal(a["gt_pose6d"], b["gt_pose6d"])
 
@@ -215,8 +237,29 @@ def test_heatmap_samples_lie_in_the_original_detector_view(store, examples):
         inside = ex["hm_inside"].numpy()
         assert inside.sum() <= (distance[row] <= 0.71).sum()
         coco = ex["gt_coco"].numpy()
-        in_crop = (np.abs(coco) <= 1).all(-1)
-        assert not (ex["gt_in_view"].numpy() & ~in_crop).any()
+        np.testing.assert_array_equal(ex["gt_in_crop"].numpy(), (np.abs(coco) <= 1).all(-1))
+        np.testing.assert_array_equal(ex["gt_in_fov"].numpy(),
+                                      crop.contains(labels.kp2d_coco[row].astype(np.float64)))
+
+
+def test_condition_is_in_the_augmented_box(store, examples):
+    """The detector keypoints are normalised to the AUGMENTED box like the ground truth
+    (reference release): det_kp = (det − c')/(100·s') with the example's own box (c', s'), so
+    det_kp − gt_coco = (det − gt)/(100·s'). The old rule normalised them to the original box."""
+    s = Store(store)
+    labels, det = s.labels(), s.read("detector/keypoints").astype(np.float64)
+    moved = 0
+    for k in range(0, 2 * len(examples), 3):
+        ex = examples[k]
+        row = int(ex["row"])
+        c, sc = ex["center"].numpy().astype(np.float64), float(ex["scale"])
+        by_hand = (det[row, :, :2] - c) / (100 * sc)
+        np.testing.assert_allclose(ex["det_kp"][:, :2].numpy(), by_hand, atol=1e-5)
+        np.testing.assert_allclose(ex["det_kp"][:, :2].numpy() - ex["gt_coco"].numpy(),
+                                   (det[row, :, :2] - labels.kp2d_coco[row]) / (100 * sc),
+                                   atol=1e-5)
+        moved += abs(sc - float(labels.scale[row])) > 1e-3 * sc
+    assert moved > 0  # some boxes are jittered: the old rule would differ there
 
 
 def test_gt_pose6d_is_the_first_two_rows_of_the_rotations(store, examples):

@@ -8,6 +8,7 @@ import torch
 
 from core.config import load_config
 from train import trainer
+from train.checkpoint import RunExistsError, read_checkpoint
 from train.data import make_loader
 from train.model import ProbabilisticHMR
 from train.objective import loss_terms, total
@@ -56,12 +57,37 @@ def test_resume_reproduces_an_uninterrupted_run(precomputed, body_models, tmp_pa
     assert first["step"] == 2
     second = trainer.fit(resumed)
     assert second["step"] == 4
-    a = torch.load(tmp_path / "runs/a/checkpoints/step_00000004.pt", weights_only=False)
-    b = torch.load(tmp_path / "runs/b/checkpoints/step_00000004.pt", weights_only=False)
+    a = read_checkpoint(tmp_path / "runs/a/checkpoints/step_00000004.pt")
+    b = read_checkpoint(tmp_path / "runs/b/checkpoints/step_00000004.pt")
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
     assert a["next_example"] == b["next_example"] == 16
     assert (tmp_path / "runs/a/config.yaml").exists() and list((tmp_path / "runs/a/tb").iterdir())
+
+
+def test_torn_latest_checkpoint_resumes_from_the_previous_and_a_broken_run_is_refused(
+        precomputed, body_models, tmp_path, capsys):
+    cfg = _cfg(precomputed, body_models, tmp_path, "train.iterations=4", "train.run=torn")
+    trainer.fit(cfg)
+    folder = tmp_path / "runs/torn/checkpoints"
+    straight = read_checkpoint(folder / "step_00000004.pt")
+    data = (folder / "step_00000004.pt").read_bytes()
+    (folder / "step_00000004.pt").write_bytes(data[: len(data) // 3])
+    capsys.readouterr()
+    assert trainer.fit(cfg)["step"] == 4  # resumed at step 2, trained steps 3 and 4 again
+    assert "step_00000004.pt" in capsys.readouterr().err
+    again = read_checkpoint(folder / "step_00000004.pt")
+    for key, value in straight["model"].items():
+        torch.testing.assert_close(again["model"][key], value, rtol=0, atol=0, msg=key)
+    for path in folder.glob("step_*.pt"):
+        path.write_bytes(b"torn")
+    with pytest.raises(RunExistsError, match=r"runs/torn: .*train\.overwrite_run=true"):
+        trainer.fit(cfg)
+    assert all(p.read_bytes() == b"torn" for p in folder.glob("step_*.pt"))
+    fresh = trainer.fit(_cfg(precomputed, body_models, tmp_path, "train.iterations=4",
+                             "train.run=torn", "train.overwrite_run=true"))
+    assert fresh["step"] == 4
+    assert read_checkpoint(folder / "step_00000002.pt")["step"] == 2
 
 
 def test_non_finite_loss_stops_naming_step_and_term(
@@ -101,7 +127,7 @@ def test_ddp_smoke_two_processes_gloo(precomputed, body_models, tmp_path):
                            "-m", "train", "fit", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    state = torch.load(tmp_path / "runs/ddp/checkpoints/step_00000002.pt", weights_only=False)
+    state = read_checkpoint(tmp_path / "runs/ddp/checkpoints/step_00000002.pt")
     assert state["step"] == 2 and state["next_example"] == 2 * 4 * 2
 
 
@@ -124,8 +150,7 @@ def test_sigterm_checkpoints_then_resume_continues(precomputed, body_models, tmp
     threading.Thread(target=terminate, daemon=True).start()
     result = trainer.fit(cfg)
     assert 0 < result["step"] < 100000
-    saved = torch.load(tmp_path / f"runs/term/checkpoints/step_{result['step']:08d}.pt",
-                       weights_only=False)
+    saved = read_checkpoint(tmp_path / f"runs/term/checkpoints/step_{result['step']:08d}.pt")
     assert saved["next_example"] == result["step"] * 4
     again = trainer.fit(cfg, max_steps=1)
     assert again["step"] == result["step"] + 1

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.cli import ArgumentParser, run_cli
 from core.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m train", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     fit_cmd = sub.add_parser("fit", help="train (resumes a run)")
     fit_cmd.add_argument("--max-steps", type=int, default=None,
@@ -35,4 +36,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -23,15 +23,14 @@ The shape/camera head is fc1 → dropout → fc2 → dropout → decshape/deccam
 in the reference as in ours (SPEC.md §3). The reference's flow subnets are Linear → Dropout → ReLU
 (ours ReLU → Dropout): the same function, since dropout only scales by a non-negative factor.
 
-Files are read with `torch.load(weights_only=True)`; a Lightning checkpoint whose hyper-parameters
-pickle classes of packages not installed here (lightning's `AttributeDict`, yacs' `CfgNode`) is
-read again by a restricted unpickler that resolves only torch's weights-only allowlist and turns
-every other class into an inert placeholder: nothing in the file is imported or executed.
+Files are read with `torch.load(weights_only=True)` (`train.checkpoint.read_checkpoint`): a
+Lightning checkpoint's hyper-parameters, pickled as classes of packages not installed here
+(lightning's `AttributeDict`, yacs' `CfgNode`), are read as plain OrderedDicts; a file naming
+any other class is refused in one line naming the file and the class. Nothing in a file runs.
 """
 from __future__ import annotations
 
-import pickle
-import types
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from .backbones import HRNetW48
+from .checkpoint import read_checkpoint
 
 # ---- the reference release's names ---------------------------------------------------------
 # (our name in ProbabilisticHMR, reference name(s) in the checkpoint's `state_dict`, provenance).
@@ -80,68 +80,24 @@ OPTIONAL_SUFFIX = ".num_batches_tracked"  # BatchNorm step counters: unused in e
 
 
 # ---- reading files --------------------------------------------------------------------------
-class _Opaque(dict):
-    """Stands for a class a checkpoint names but this loader does not import: takes any
-    constructor arguments, items, list items and state, and does nothing with them."""
-
-    def __new__(cls, *args, **kwargs):
-        return super().__new__(cls)
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__()
-
-    def __setstate__(self, state) -> None:
-        self.__dict__["state"] = state
-
-    def append(self, item) -> None:
-        pass
-
-    def extend(self, items) -> None:
-        pass
-
-
-def _restricted_pickle_module() -> types.ModuleType:
-    """A `pickle_module` for `torch.load` that resolves torch's weights-only allowlist and
-    replaces every other global by an `_Opaque` subclass of the same name."""
-    from torch import _weights_only_unpickler as wo
-
-    allowed = dict(wo._get_allowed_globals())
-    allowed.update(wo._get_user_allowed_globals())
-    stubs: dict[str, type] = {}
-
-    class Unpickler(pickle.Unpickler):
-        def find_class(self, module: str, name: str):
-            full = f"{module}.{name}"
-            if full in allowed:
-                return allowed[full]
-            if full not in stubs:
-                stubs[full] = type(name, (_Opaque,), {"__module__": f"opaque.{module}"})
-            return stubs[full]
-
-    def load(file, **kwargs):
-        return Unpickler(file, **kwargs).load()
-
-    module = types.ModuleType("restricted_pickle")
-    module.Unpickler, module.load = Unpickler, load
-    module.__dict__["UnpicklingError"] = pickle.UnpicklingError
-    return module
-
-
-def _torch_load(path: Path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        return torch.load(path, map_location="cpu", weights_only=False,
-                          pickle_module=_restricted_pickle_module())
+# the dict subclasses the reference release's and BEDLAM-CLIFF's Lightning files keep their
+# hyper-parameters in (lightning's AttributeDict under its three package names, yacs' CfgNode),
+# read as `OrderedDict`s (items and attribute state, none of their code; torch's weights-only
+# loader fills only dict, OrderedDict and Counter); any other class in a file is refused
+REFERENCE_HYPERPARAMETER_CLASSES = (
+    "pytorch_lightning.utilities.parsing.AttributeDict",
+    "lightning_fabric.utilities.data.AttributeDict",
+    "lightning.fabric.utilities.data.AttributeDict",
+    "yacs.config.CfgNode",
+)
+REFERENCE_GLOBALS = tuple((OrderedDict, name) for name in REFERENCE_HYPERPARAMETER_CLASSES)
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """The tensors of a checkpoint file: its `state_dict` (Lightning), else its `model` or
     `state_dict`-less mapping of tensors (a bare `.pth`); non-tensor entries are dropped."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file {path}")
-    obj = _torch_load(path)
+    obj = read_checkpoint(path, REFERENCE_GLOBALS)
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a state dict or a checkpoint dict, got "
                          f"{type(obj).__name__}")

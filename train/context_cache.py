@@ -33,8 +33,12 @@ cv2's 4-channel bilinear warp is ≈ 2.5× faster than its 3-channel one (≈ 10
 crop): one read, one decode and one warp give both. The heatmap samples are copied from the store
 because a row read there decodes a whole store chunk (≈ 1 ms per array).
 
-The cache records the store's `fingerprint`, `crop_size` and the context size; a build for a store
-whose fingerprint (or geometry) differs rebuilds it. Build: a process pool, one task per shard,
+The cache records the store's `fingerprint`, the signature of its files (`stores.verify.signature`:
+any rewritten chunk changes it), `crop_size` and the context size; a build for a store whose
+fingerprint, signature (or geometry) differs rebuilds it. Building and opening a cache both
+require a complete, verified store (`stores.verify.require_verified`: fast while the store's
+verification record matches its files), so no cache is made from, or read beside, a store with
+a missing or corrupt chunk. Build: a process pool, one task per shard,
 each decoding every full frame and mask of its rows once; written in a temporary directory and
 renamed into place when complete.
 """
@@ -60,6 +64,7 @@ from body.cameras import crop_matrix
 from stores.masks import union_mask
 from stores.schema import KEPT
 from stores.store import Store
+from stores.verify import require_verified
 
 CACHE_VERSION = 1
 SUFFIX = ".context.zarr"
@@ -91,9 +96,9 @@ def _specs(n: int, size: int, samples: int) -> dict[str, tuple[tuple[int, ...], 
     return {"image": ((n, size, size, 4), "uint8"), "samples": ((n, 2, 17, samples), "uint16")}
 
 
-def _expected_attrs(store: Store, crop_size: int, size: int) -> dict:
+def _expected_attrs(store: Store, signature: str, crop_size: int, size: int) -> dict:
     return {"cache_version": CACHE_VERSION, "store_fingerprint": store.attrs.get("fingerprint"),
-            "crop_size": int(crop_size), "context_size": int(size)}
+            "store_signature": signature, "crop_size": int(crop_size), "context_size": int(size)}
 
 
 def _is_current(path: Path, expected: dict) -> bool:
@@ -107,16 +112,14 @@ def _is_current(path: Path, expected: dict) -> bool:
 def build_context_cache(store_path: str | Path, crop_size: int = 224,
                         context_factor: float = 1.25, workers: int = 2,
                         shard_rows: int = SHARD_ROWS) -> Path:
-    """Build (or keep, when current) the context cache of a complete store; returns its path."""
-    store = Store(store_path)
+    """Build (or keep, when current) the context cache of a complete, verified store; returns its
+    path. A store that is not complete and verified raises a one-line `StoreError`."""
+    store, signature = require_verified(store_path)
     size = context_size(crop_size, context_factor)
     target = cache_path(store.path)
-    expected = _expected_attrs(store, crop_size, size)
+    expected = _expected_attrs(store, signature, crop_size, size)
     if _is_current(target, expected):
         return target
-    if not store.done().all():
-        raise ValueError(f"{store.path} is incomplete: finish its precompute before building "
-                         "the context cache")
     if "mask_rule" not in store.attrs:
         raise ValueError(f"{store.path}: no 'mask_rule' attribute (made by an older stage one): "
                          "precompute it again")
@@ -347,15 +350,17 @@ class ContextCache:
 
 
 def open_context_cache(store_path: str | Path) -> ContextCache:
-    """The store's context cache; fails, naming the fix, when it is missing or stale."""
-    store = Store(store_path)
+    """The context cache of a complete, verified store; fails, naming the fix, when the store is
+    not (`StoreError`) or the cache is missing or stale."""
+    store, signature = require_verified(store_path)
     path = cache_path(store.path)
     if not (path / "zarr.json").exists():
         raise FileNotFoundError(f"no context cache at {path}: build_context_cache({store.path})")
     cache = ContextCache(path)
     if (cache.attrs.get("store_fingerprint") != store.attrs.get("fingerprint")
+            or cache.attrs.get("store_signature") != signature
             or cache.attrs.get("cache_version") != CACHE_VERSION
             or not cache.attrs.get("complete")):
-        raise ValueError(f"{path} is stale (made from another store version): rebuild it with "
-                         f"build_context_cache({store.path})")
+        raise ValueError(f"{path} is stale (made from another version or content of the "
+                         f"store): rebuild it with build_context_cache({store.path})")
     return cache

@@ -19,9 +19,9 @@ to the AUGMENTED model box, [−1, 1] over the square, unless noted):
 | key | shape, dtype | meaning |
 |---|---|---|
 | `image` | (3, S, S) float32 | ImageNet-normalised RGB crop of the augmented box (+ photometric) |
-| `mask` | (S, S) bool | union person mask, aligned with `image` |
+| `mask` | (S, S) bool | union person mask aligned with `image`, dilated (mask loss, below) |
 | `use_mask` | () bool | the row has a mask and is not object-occluded |
-| `det_kp` | (17, 3) float32 | detector x, y normalised to the ORIGINAL box (SPEC.md §5), conf |
+| `det_kp` | (17, 3) float32 | detector x, y normalised to the AUGMENTED box (below), conf |
 | `bbox_cond` | (3,) float32 | `cliff_bbox_condition` of the augmented box, f = cam_int[0, 0] |
 | `center`, `scale`, `focal`, `img_size` | (2,), (), (), (2,) float32 | augmented box, f, (W, H) |
 | `gt_pose6d` | (22, 6) float32 | ground-truth pose, 6D (first two rows of each rotation) |
@@ -29,13 +29,20 @@ to the AUGMENTED model box, [−1, 1] over the square, unless noted):
 | `gt_body2d`, `gt_body2d_valid` | (24, 2) float32, (24,) bool | 2D-loss joints (0 where invalid) |
 | `gt_coco` | (17, 2) float32 | ground-truth COCO-17 joints |
 | `max_conf` | (17,) float32 | detector confidence (heatmap maximum) |
-| `gt_in_view` | (17,) bool | GT joint in the original detector field of view and the crop |
+| `gt_in_fov` | (17,) bool | GT joint in the detector's field of view of the ORIGINAL box |
+| `gt_in_crop` | (17,) bool | GT joint in the augmented crop, [−1, 1]² |
 | `hm_samples`, `hm_inside` | (17, H, 2) float32, (17, H) bool | H of the stored heatmap samples |
 | `row`, `dataset` | () int64 | store row and store index |
 
 `hm_samples`: H = 25 of the 150 stored samples per joint, without replacement; heatmap pixel →
 image px through `DetectorCrop(original box).heatmap_to_image` → the augmented crop.
 `hm_inside`: the stored mask distance ≤ `sampling.outside_mask_distance_px` (0.71).
+`det_kp`: the detector ran once, in stage one, on the original box; like every other 2D quantity
+its keypoints are re-expressed in the augmented box (SPEC.md §5, the reference release), so the
+condition never contradicts the image and the targets under jitter or truncation.
+`mask`: the warped union mask dilated by a 3 × 3 kernel `losses.mask_dilation_iterations` times
+(3, the reference release), on the fly at crop resolution (≈ 20 µs; the context cache keeps the
+undilated mask, one definition of the training mask here).
 
 Reading. The small per-row label arrays (≈ 1 KB/row: ≈ 1 GB per process for a million rows) are
 read whole, lazily, once per process; pixels and heatmap samples come row by row from the store's
@@ -59,6 +66,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from body.cameras import DetectorCrop, cliff_bbox_condition, crop_matrix, crop_normalize
+from body.pixels import INSIDE_MASK_PX
 from body.rotations import axis_angle_to_rot6d
 from core.seeding import rng_for
 from stores.schema import KEPT
@@ -71,6 +79,7 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 BODY_JOINTS = 22
 HEATMAP_W = DetectorCrop.HEATMAP_HW[1]
+_DILATION_KERNEL = np.ones((3, 3), np.uint8)
 
 
 @dataclass(frozen=True)
@@ -80,8 +89,9 @@ class ExampleSettings:
     crop_size: int = 224
     context_factor: float = 1.25
     heatmap_samples: int = 25
-    inside_px: float = 0.71  # a sample counts as inside the mask at distance <= this (SPEC §2)
+    inside_px: float = INSIDE_MASK_PX  # a sample is inside the mask at distance <= this
     seed: int = 0
+    mask_dilation: int = 3  # 3 × 3 dilations of the training mask (SPEC.md §4 "Mask loss")
     augment: Augmentation = field(default_factory=Augmentation)
 
     @classmethod
@@ -89,7 +99,7 @@ class ExampleSettings:
         t = cfg.train
         return cls(int(cfg.model.crop_size), float(t.context_factor), int(t.heatmap_samples),
                    float(cfg.sampling.outside_mask_distance_px), int(t.seed),
-                   Augmentation.from_config(t))
+                   int(cfg.losses.mask_dilation_iterations), Augmentation.from_config(t))
 
 
 class _Rows:
@@ -114,7 +124,8 @@ class TrainingExamples(Dataset):
     """The training examples of one or more stores, addressed by a global counter k (module doc).
 
     `stores`: store paths; their context caches are built when missing or stale (`build`, with
-    `build_workers` processes) — in DDP, build them on one rank first. `weights`: one per store,
+    `build_workers` processes) — in DDP, build them on one rank first; a store that is not
+    complete and verified is refused (`stores.schema.StoreError`). `weights`: one per store,
     None = uniform over examples.
     """
 
@@ -205,8 +216,8 @@ class TrainingExamples(Dataset):
     def _store(self, d: int) -> tuple[_Rows, ContextCache]:
         local = self._state()
         if local["rows"][d] is None:
+            local["caches"][d] = open_context_cache(self.paths[d])  # verifies the store first
             local["rows"][d] = _Rows(Store(self.paths[d]))
-            local["caches"][d] = open_context_cache(self.paths[d])
         return local["rows"][d], local["caches"][d]
 
     def __getstate__(self) -> dict:
@@ -237,28 +248,32 @@ class TrainingExamples(Dataset):
                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                 borderValue=0)
         planes = list(cv2.split(warped))
+        if s.mask_dilation:
+            planes[3] = cv2.dilate(planes[3], _DILATION_KERNEL, iterations=s.mask_dilation)
         if ops:
             rgb = cv2.merge(planes[:3])
             for op in ops:
                 rgb = op(rgb)
             planes[:3] = cv2.split(rgb)
 
-        # geometry: the condition and the samples' grid from the ORIGINAL box, everything else
-        # normalised to the augmented crop
+        # geometry: the heatmap grid and the field of view are the ORIGINAL box's (the detector
+        # ran there); every 2D quantity, the condition included, is normalised to the augmented
+        # crop
         detector = DetectorCrop(c0, s0)
         det = rows.det[row]
         chosen = np.take_along_axis(index, pick, 1).astype(np.int64)
         uv = np.stack([chosen % HEATMAP_W, chosen // HEATMAP_W], -1).astype(np.float64)
         coco_px, body_px = rows.coco[row], rows.body[row]
-        points = np.concatenate([coco_px, body_px,
+        points = np.concatenate([coco_px, body_px, det[:, :2],
                                  detector.heatmap_to_image(uv).reshape(-1, 2)])
         norm = crop_normalize(points, center, scale).astype(np.float32)
-        coco, body = norm[:17], norm[17:17 + len(body_px)]
-        hm = norm[17 + len(body_px):].reshape(uv.shape)
+        nb = 17 + len(body_px)
+        coco, body, det_xy = norm[:17], norm[17:nb], norm[nb:nb + 17]
+        hm = norm[nb + 17:].reshape(uv.shape)
         body_valid = np.isfinite(body).all(-1)
         body[~body_valid] = 0
-        in_view = detector.contains(coco_px) & (np.abs(coco) <= 1).all(-1)
-        det_kp = np.concatenate([crop_normalize(det[:, :2], c0, s0), det[:, 2:]], -1)
+        in_crop = (np.abs(coco) <= 1).all(-1)
+        det_kp = np.concatenate([det_xy, det[:, 2:]], -1)
         w, h = rows.img_size[row]
         focal = rows.focal[row]
         box = np.concatenate([cliff_bbox_condition(center, scale, w, h, focal), center,
@@ -280,7 +295,8 @@ class TrainingExamples(Dataset):
             "gt_body2d_valid": torch.from_numpy(body_valid),
             "gt_coco": torch.from_numpy(coco),
             "max_conf": torch.from_numpy(det[:, 2].astype(np.float32)),
-            "gt_in_view": torch.from_numpy(in_view),
+            "gt_in_fov": torch.from_numpy(detector.contains(coco_px)),
+            "gt_in_crop": torch.from_numpy(in_crop),
             "hm_samples": torch.from_numpy(hm),
             "hm_inside": torch.from_numpy(np.take_along_axis(distance, pick, 1) <= s.inside_px),
             "row": torch.from_numpy(ids[0:1].reshape(())),

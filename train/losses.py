@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from body.joints import COCO17_HIGHLY_ARTICULATED
+from body.pixels import INSIDE_MASK_PX, crop_to_pixels, inside_raster, near_mask
 
 # The names of the terms and of their weights (pipelines.yaml `loss_weights`).
 LOSS_NAMES = ("nll", "betas", "keypoints_2d", "keypoints_2d_samples", "orth", "camera", "mmd",
@@ -48,13 +49,15 @@ def keypoints_2d_loss(pred_body2d_mode: Tensor, gt_body2d: Tensor, valid: Tensor
     """L1 reprojection loss of the mode only (SPEC.md §4 "2D", paper Eq. 6).
 
     pred_body2d_mode (B, 24, 2) projected joints of slot 0; gt_body2d (B, 24, 2); valid (B, 24)
-    bool. Mean of |pred − gt| over the valid joints × 2 coordinates (0 when none is valid).
-    Invalid ground truth (which may hold NaN) never reaches the value or the gradient.
+    bool. |pred − gt| SUMMED over the valid joints × 2 coordinates, divided by B (the reference
+    release's normalisation, which the paper's weight 1e-2 goes with; a mean over the 48
+    coordinates would be 48× weaker). Invalid ground truth (which may hold NaN) never reaches
+    the value or the gradient.
     """
     v = valid[..., None]
     gt = torch.where(v, gt_body2d, torch.zeros_like(gt_body2d))
     err = (pred_body2d_mode - gt).abs() * v
-    return err.sum() / (2 * valid.sum()).clamp_min(1)
+    return err.sum() / pred_body2d_mode.shape[0]
 
 
 def keypoints_2d_samples_loss(pred_coco_samples: Tensor, gt_coco: Tensor, weight: Tensor) -> Tensor:
@@ -62,7 +65,7 @@ def keypoints_2d_samples_loss(pred_coco_samples: Tensor, gt_coco: Tensor, weight
     2D-vis (HuManiFlow) supervision of the paper's Table S2, off in the paper's model.
 
     pred_coco_samples (B, 17, N, 2); gt_coco (B, 17, 2); weight (B, 17), 1 for the supervised
-    joints (all joints in view, or only the visible ones: `supervised_2d_joints`). Mean of
+    joints (all joints in the crop, or only the visible ones: `supervised_2d_joints`). Mean of
     |pred − gt| over the supervised joints × samples × 2 coordinates (0 when none is).
     """
     gt = torch.where(weight[..., None] > 0, gt_coco, torch.zeros_like(gt_coco))
@@ -70,24 +73,27 @@ def keypoints_2d_samples_loss(pred_coco_samples: Tensor, gt_coco: Tensor, weight
     return (weight * err).sum() / (2 * weight.sum()).clamp_min(1)
 
 
-def supervised_2d_joints(gt_in_view: Tensor, max_conf: Tensor, visible_only: bool,
+def supervised_2d_joints(gt_in_crop: Tensor, max_conf: Tensor, visible_only: bool,
                          visible_conf: float = 0.5) -> Tensor:
-    """(B, 17) weights of `keypoints_2d_samples_loss`: joints in view, and with detector
-    confidence ≥ visible_conf when visible_only (2D-vis)."""
-    keep = gt_in_view & (max_conf >= visible_conf) if visible_only else gt_in_view
+    """(B, 17) weights of `keypoints_2d_samples_loss`: joints whose ground truth lies in the
+    augmented crop, and with detector confidence ≥ visible_conf when visible_only (2D-vis)."""
+    keep = gt_in_crop & (max_conf >= visible_conf) if visible_only else gt_in_crop
     return keep.to(max_conf.dtype)
 
 
 def orth_loss(pred_pose6d: Tensor) -> Tensor:
     """Orthonormality of the 6D rotations (SPEC.md §4 "orth", paper Sec. 4.4, ProHMR).
 
-    pred_pose6d (..., 6), the two ROWS of a rotation matrix (body/rotations.py), e.g.
-    (B, 1 + N, 22, 6) for mode and samples. A = the 2 × 3 rows; the squared Frobenius norm
-    ‖A·Aᵀ − I₂‖² of each 6D, averaged over all 6Ds (every leading index).
+    pred_pose6d (B, 1 + N, J, 6): the two ROWS A (2 × 3) of each rotation (body/rotations.py),
+    slot 0 the mode, slots 1..N the random samples. The mean over all entries of (A·Aᵀ − I₂)² of
+    the mode PLUS the same mean over the samples (two terms of equal weight, the reference
+    release's rule; a mode-only input gives the mode's term alone).
     """
     a = pred_pose6d.unflatten(-1, (2, 3))
     eye = torch.eye(2, dtype=a.dtype, device=a.device)
-    return (a @ a.transpose(-1, -2) - eye).square().sum((-1, -2)).mean()
+    err = (a @ a.transpose(-1, -2) - eye).square()  # (B, 1 + N, J, 2, 2)
+    mode = err[:, 0].mean()
+    return mode + err[:, 1:].mean() if err.shape[1] > 1 else mode
 
 
 def camera_loss(cam_scale: Tensor, scale_factor: float = 10.0) -> Tensor:
@@ -105,28 +111,31 @@ def _highly_articulated(device: torch.device) -> Tensor:
     return flags
 
 
-def mmd_targets(gt_coco: Tensor, hm_samples: Tensor, max_conf: Tensor, gt_in_view: Tensor,
-                uncertain_conf: float = 0.7, min_conf: float = 0.15,
+def mmd_targets(gt_coco: Tensor, hm_samples: Tensor, max_conf: Tensor, gt_in_fov: Tensor,
+                gt_in_crop: Tensor, uncertain_conf: float = 0.7, min_conf: float = 0.15,
                 invisible_conf: float = 0.5) -> tuple[Tensor, Tensor]:
     """Target sets and weights of the joint-wise MMD (SPEC.md §4 "MMD", paper Sec. 4.2, 5).
 
     gt_coco (B, 17, 2); hm_samples (B, 17, M, 2) heatmap samples; max_conf (B, 17) detector
-    maximum confidence; gt_in_view (B, 17) bool, the ground truth lies inside the detector's field
-    of view and the crop.
+    maximum confidence; gt_in_fov (B, 17) bool, the ground truth lies in the detector's field of
+    view (central 75 % of the ORIGINAL box); gt_in_crop (B, 17) bool, it lies in the AUGMENTED
+    crop [−1, 1]².
 
-    Target of joint k: its M heatmap samples iff k is highly articulated AND
-    min_conf < max_conf < uncertain_conf AND gt_in_view; otherwise the ground-truth joint repeated
-    M times. Weight 0 for a joint that is not highly articulated and invisible
-    (max_conf < invisible_conf), and for a joint whose ground truth is not in view; else 1.
+    Target of joint k: its heatmap samples iff k is highly articulated AND
+    min_conf < max_conf < uncertain_conf AND gt_in_fov AND gt_in_crop, otherwise the ground-truth
+    joint; slot 0 of every target is the ground-truth joint (reference release). Weight 0 only for
+    a joint that is not highly articulated and invisible (max_conf < invisible_conf) and for a
+    joint outside the augmented crop; else 1. The field of view never zeroes a weight.
 
     Returns target (B, 17, M, 2) and weight (B, 17) in the dtype of hm_samples.
     """
     articulated = _highly_articulated(max_conf.device)
     uncertain = (max_conf > min_conf) & (max_conf < uncertain_conf)
-    use_samples = articulated & uncertain & gt_in_view
-    target = torch.where(use_samples[..., None, None], hm_samples,
-                         gt_coco[:, :, None, :].expand_as(hm_samples))
-    ignored = (~articulated & (max_conf < invisible_conf)) | ~gt_in_view
+    use_samples = articulated & uncertain & gt_in_fov & gt_in_crop
+    gt = gt_coco[:, :, None, :].expand_as(hm_samples)
+    target = torch.where(use_samples[..., None, None], hm_samples, gt).clone()
+    target[:, :, 0] = gt_coco
+    ignored = (~articulated & (max_conf < invisible_conf)) | ~gt_in_crop
     return target, (~ignored).to(hm_samples.dtype)
 
 
@@ -153,8 +162,9 @@ def mmd_loss(pred: Tensor, target: Tensor, weight: Tensor,
 
     with the IMQ kernel k of `imq_kernel`. unbiased=True (the paper's Eq. 4, default) excludes
     the diagonal of the two within-set terms (needs N, M ≥ 2); unbiased=False is the reference
-    release's biased estimator (all pairs in every term). Result: sum(w · MMD²) / max(sum(w), 1).
-    Targets of zero-weight joints (which may hold NaN) are replaced by 0 and cannot leak.
+    release's biased estimator (all pairs in every term). Result: mean of w · MMD² over all B × 17
+    (image, joint) pairs, zero-weight pairs counting as 0 (reference release). Targets of
+    zero-weight joints (which may hold NaN) are replaced by 0 and cannot leak.
     """
     n, m = pred.shape[-2], target.shape[-2]
     if unbiased and min(n, m) < 2:
@@ -169,55 +179,48 @@ def mmd_loss(pred: Tensor, target: Tensor, weight: Tensor,
     else:
         xx, yy = kxx.mean((-1, -2)), kyy.mean((-1, -2))
     mmd = xx + yy - 2 * kxy.mean((-1, -2))
-    return (weight * mmd).sum() / weight.sum().clamp_min(1)
-
-
-def _mask_lookup(points: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Inside-the-crop flag and mask value at each point, O(points) memory.
-
-    points (B, P, 2) normalised; mask (B, H, W) bool. Pixel (row i, col j) covers
-    x ∈ [−1 + 2j/W, −1 + 2(j+1)/W), y likewise with H; the crop is the closed square [−1, 1]²
-    (x = 1 falls in the last column). Returns in_crop (B, P) and on_mask (B, P), both bool.
-    """
-    h, w = mask.shape[-2:]
-    x, y = points.unbind(-1)
-    in_crop = (x >= -1) & (x <= 1) & (y >= -1) & (y <= 1)
-    # NaN/inf coordinates become 0 before the cast; they are out of the crop anyway
-    col = torch.nan_to_num((x + 1) * (w / 2)).floor().clamp(0, w - 1).long()
-    row = torch.nan_to_num((y + 1) * (h / 2)).floor().clamp(0, h - 1).long()
-    on_mask = mask.flatten(1).gather(1, row * w + col)
-    return in_crop, on_mask
+    return (weight * mmd).mean()
 
 
 _FAR = 1e6  # normalised crop units: farther than any real point
 
 
 def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
-              hm_inside: Tensor, gt_coco: Tensor, mask: Tensor, use_mask: Tensor,
-              invisible_conf: float = 0.5) -> Tensor:
+              hm_inside: Tensor, gt_coco: Tensor, gt_in_crop: Tensor, mask: Tensor,
+              use_mask: Tensor, invisible_conf: float = 0.5,
+              inside_px: float = INSIDE_MASK_PX) -> Tensor:
     """Penalises samples of invisible joints that land off the person (SPEC.md §4, Sec. 4.3).
 
-    pred_coco_samples (B, 17, N, 2) projected COCO joints of the random samples; max_conf (B, 17);
-    hm_samples (B, 17, M, 2) and hm_inside (B, 17, M) bool (sample inside the union mask);
-    gt_coco (B, 17, 2); mask (B, H, W) bool crop-aligned union person mask; use_mask (B,) bool.
+    pred_coco_samples (B, 17, N, 2) projected COCO joints of the N random samples; max_conf
+    (B, 17); hm_samples (B, 17, M, 2) and hm_inside (B, 17, M) bool (sample inside the union
+    mask); gt_coco (B, 17, 2); gt_in_crop (B, 17) bool, the ground truth lies in the augmented
+    crop; mask (B, S, S) bool, the crop-aligned (dilated) training mask; use_mask (B,) bool.
 
-    A point is penalised when its joint is invisible (max_conf < invisible_conf), it lies inside
-    the crop [−1, 1]² and its pixel of `mask` is off the person, and use_mask holds for its image.
-    Its loss is the L1 distance to the L1-closest candidate target of its image; the candidates
-    are all the image's heatmap samples inside the mask (of every joint) plus its 17 ground-truth
-    COCO joints, unconditionally (the reference release's rule; non-finite ones are dropped).
-    Result: mean over the penalised points, 0 when there are none. Gradients reach pred only.
+    A point is penalised when its joint is invisible (max_conf < invisible_conf, or its ground
+    truth outside the crop), it lies inside the mask raster (pixel coordinates in [0, S − 1],
+    `body.pixels`) but no mask pixel centre is within inside_px of it, and its image has a
+    non-empty mask and use_mask. Its loss is the L1 distance to the L1-closest candidate of its
+    image: all the image's heatmap samples inside the mask (of every joint) plus its 17
+    ground-truth COCO joints (the reference release's rule; non-finite ones are dropped).
+    Result: the sum over penalised points divided by B × N (reference release). Gradients reach
+    pred only.
 
-    Memory: the mask is read by one gather per point (`_mask_lookup`), never compared with all
-    its pixels; the only pairwise array is the (B, 17·N, 17·M + 17) candidate distance, computed
-    without autograd, so nothing grows with H·W beyond the mask itself.
+    Memory: the mask is read by 4 gathers per point (`body.pixels.near_mask`), never compared
+    with all its pixels; the only pairwise array is the (B, 17·N, 17·M + 17) candidate distance,
+    computed without autograd, so nothing grows with H·W beyond the mask itself.
     """
     b, k, n, _ = pred_coco_samples.shape
     pred = pred_coco_samples.reshape(b, k * n, 2)
     with torch.no_grad():
-        in_crop, on_mask = _mask_lookup(pred.detach(), mask)
-        invisible = (max_conf < invisible_conf)[:, :, None].expand(b, k, n).reshape(b, k * n)
-        penalised = invisible & in_crop & ~on_mask & use_mask[:, None]
+        h, w = mask.shape[-2:]
+        px = torch.stack([crop_to_pixels(pred[..., 0].detach(), w),
+                          crop_to_pixels(pred[..., 1].detach(), h)], -1)
+        in_raster = inside_raster(px, h, w)
+        on_mask = near_mask(px, mask, inside_px)
+        invisible = (max_conf < invisible_conf) | ~gt_in_crop
+        invisible = invisible[:, :, None].expand(b, k, n).reshape(b, k * n)
+        has_mask = use_mask & mask.flatten(1).any(1)
+        penalised = invisible & in_raster & ~on_mask & has_mask[:, None]
 
         candidates = torch.cat([hm_samples.reshape(b, -1, 2), gt_coco], 1).detach().to(pred.dtype)
         valid = torch.cat([hm_inside.reshape(b, -1), torch.ones_like(gt_coco[..., 0], dtype=bool)],
@@ -230,7 +233,7 @@ def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
         nearest_xy = candidates.gather(1, nearest[..., None].expand(b, k * n, 2))
     l1 = (pred - nearest_xy).abs().sum(-1)
     l1 = torch.where(penalised, l1, torch.zeros_like(l1))
-    return l1.sum() / penalised.sum().clamp_min(1)
+    return l1.sum() / (b * n)
 
 
 def total_loss(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:

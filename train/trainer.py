@@ -18,9 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from core.errors import MissingFileError
 from core.seeding import stable_seed
 
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import clear_checkpoints, restore_checkpoint, resume_point, save_checkpoint
 from .checkpoints_external import apply_backbone_checkpoint
 from .context_cache import build_context_cache
 from .data import make_loader
@@ -42,8 +43,8 @@ def store_paths(cfg: DictConfig) -> list[Path]:
     paths = [Path(cfg.paths.stores) / f"{name}.zarr" for name in cfg.train.stores]
     missing = [str(p) for p in paths if not (p / "zarr.json").exists()]
     if missing:
-        raise FileNotFoundError(f"train.stores: no store at {', '.join(missing)}; run "
-                                "`make precompute DATASET=…` first")
+        raise MissingFileError(f"train.stores: no store at {', '.join(missing)}; run "
+                               "`make precompute DATASET=…` first")
     return paths
 
 
@@ -83,7 +84,11 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
     process = init_process(t.device)
     out_dir = run_dir(cfg)
     stores = store_paths(cfg)
+    # decided by every rank before anything is written: resume, start afresh, or refuse
+    resume = resume_point(out_dir, t.overwrite_run, quiet=not process.main)
     if process.main:
+        if t.overwrite_run and (cleared := clear_checkpoints(out_dir)):
+            print(f"train.overwrite_run=true: deleted {cleared} checkpoint files of {out_dir}")
         out_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
         build_caches(cfg)
@@ -97,10 +102,10 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
     amp = t.amp and process.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if amp else None
     step, next_example = 0, 0
-    last = latest_checkpoint(out_dir)
-    if last is not None:
-        state = load_checkpoint(last, model, optimizer, scaler)
+    if resume is not None:
+        state = restore_checkpoint(resume[1], model, optimizer, scaler)
         step, next_example = state["step"], state["next_example"]
+        del resume
     net = DistributedDataParallel(model) if process.world_size > 1 else model
     per_step = t.batch_size * process.world_size
     loader = make_loader(stores, cfg, next_example, process.rank, process.world_size,

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from body.models import load_smplx
+from core.errors import BadFileError
 from stores.labels import LabelRows
 
 from .bedlam import cliff_label_rows
@@ -67,6 +68,6 @@ def read_agora(root: str | Path, body_models: str | Path, train_fraction: float 
         parts.append(cliff_label_rows(root, path, data, keep, images, masks, model,
                                       occlusion_threshold, MASK_RULE))
     if not parts:
-        raise ValueError(f"no AGORA rows in {[str(p) for p in paths]} with "
-                         f"train_fraction={train_fraction}")
+        raise BadFileError(f"no AGORA rows in {[str(p) for p in paths]} with "
+                           f"train_fraction={train_fraction}")
     return LabelRows.concat(parts)

@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from body.cameras import perspective_projection
 from body.joints import NUM_BODY_JOINTS_SMPLX, SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
 from body.models import load_smplx
+from core.errors import BadFileError, MissingFileError, MissingKeyInFileError
 from stores.labels import LabelRows
 
 from .body import posed_body
@@ -33,27 +34,27 @@ def load_label_file(path: Path, dataset: str = "BEDLAM",
     """The arrays a BEDLAM-CLIFF-layout label file needs; `pad_betas` pads 10 betas (AGORA) to
     11. Raises naming the file and the key when a file or key is missing or a shape impossible."""
     if not path.exists():
-        raise FileNotFoundError(f"{dataset} label file not found: {path}")
+        raise MissingFileError(f"{dataset} label file not found: {path}")
     with np.load(path, allow_pickle=False) as f:
         missing = [k for k in REQUIRED if k not in f.files]
         if missing:
-            raise KeyError(f"{path}: missing key(s) {missing}")
+            raise MissingKeyInFileError(f"{path}: missing key(s) {missing}")
         data = {k: f[k] for k in REQUIRED}
     n = len(data["imgname"])
     betas = data["shape"]
     if pad_betas:
         if betas.ndim != 2 or betas.shape[0] != n or betas.shape[1] not in (10, 11):
-            raise ValueError(f"{path}: key 'shape' has shape {betas.shape}, expected ({n}, 10) "
-                             f"(AGORA) or ({n}, 11)")
+            raise BadFileError(f"{path}: key 'shape' has shape {betas.shape}, expected ({n}, 10) "
+                               f"(AGORA) or ({n}, 11)")
         data["shape"] = np.pad(betas, ((0, 0), (0, 11 - betas.shape[1])))
     for key, shape in EXPECTED_SHAPES.items():
         if data[key].shape != (n,) + shape:
-            raise ValueError(f"{path}: key '{key}' has shape {data[key].shape}, "
-                             f"expected {(n,) + shape}")
+            raise BadFileError(f"{path}: key '{key}' has shape {data[key].shape}, "
+                               f"expected {(n,) + shape}")
     kps = data["gtkps"]
     if kps.ndim != 3 or kps.shape[0] != n or kps.shape[1] < 76 or kps.shape[2] not in (2, 3):
-        raise ValueError(f"{path}: key 'gtkps' has shape {kps.shape}, expected "
-                         f"({n}, >=76, 2 or 3) projected SMPL-X joints")
+        raise BadFileError(f"{path}: key 'gtkps' has shape {kps.shape}, expected "
+                           f"({n}, >=76, 2 or 3) projected SMPL-X joints")
     return data
 
 
@@ -75,7 +76,7 @@ def read_bedlam(root: str | Path, body_models: str | Path, folders: list[str] | 
     label_dir = root / "processed_labels"
     names = folders or sorted(p.stem for p in label_dir.glob("*.npz"))
     if not names:
-        raise FileNotFoundError(f"no BEDLAM label files (*.npz) in {label_dir}")
+        raise MissingFileError(f"no BEDLAM label files (*.npz) in {label_dir}")
     paths = [label_dir / f"{folder}.npz" for folder in names]
     loaded = [load_label_file(path) for path in paths]
     for folder in names:

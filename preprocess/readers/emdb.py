@@ -16,6 +16,7 @@ from scipy.spatial.transform import Rotation
 from body.cameras import perspective_projection, xyxy_to_box
 from body.joints import SMPL_TO_COCO17
 from body.models import load_smpl
+from core.errors import BadFileError, ConfigError, MissingFileError, MissingKeyInFileError
 from stores.labels import LabelRows
 
 from .body import posed_body
@@ -29,7 +30,7 @@ MASK_RULE: dict = {}  # person pixels are non-zero
 def _require(data: dict, keys: tuple[str, ...], path: Path, prefix: str = "") -> None:
     missing = [prefix + k for k in keys if k not in data]
     if missing:
-        raise KeyError(f"{path}: missing key(s) {missing}")
+        raise MissingKeyInFileError(f"{path}: missing key(s) {missing}")
 
 
 def load_sequence(path: Path, root: Path) -> dict:
@@ -37,7 +38,7 @@ def load_sequence(path: Path, root: Path) -> dict:
     raises naming the file and the key when a key is missing or a shape is impossible."""
     data = load_dataset_pickle(path, root)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a dict, found {type(data).__name__}")
+        raise BadFileError(f"{path}: expected a dict, found {type(data).__name__}")
     _require(data, ("gender", "emdb1", "n_frames", "good_frames_mask", "camera", "smpl",
                     "kp2d", "bboxes"), path)
     _require(data["camera"], ("intrinsics", "extrinsics", "width", "height"), path, "camera.")
@@ -46,11 +47,11 @@ def load_sequence(path: Path, root: Path) -> dict:
     n = data["n_frames"]
     for key, shape in (("poses_root", (n, 3)), ("poses_body", (n, 69)), ("trans", (n, 3))):
         if np.shape(data["smpl"][key]) != shape:
-            raise ValueError(f"{path}: 'smpl.{key}' has shape {np.shape(data['smpl'][key])}, "
-                             f"expected {shape}")
+            raise BadFileError(f"{path}: 'smpl.{key}' has shape {np.shape(data['smpl'][key])}, "
+                               f"expected {shape}")
     if np.shape(data["camera"]["extrinsics"]) != (n, 4, 4):
-        raise ValueError(f"{path}: 'camera.extrinsics' has shape "
-                         f"{np.shape(data['camera']['extrinsics'])}, expected {(n, 4, 4)}")
+        raise BadFileError(f"{path}: 'camera.extrinsics' has shape "
+                           f"{np.shape(data['camera']['extrinsics'])}, expected {(n, 4, 4)}")
     return data
 
 
@@ -58,11 +59,11 @@ def read_emdb(root: str | Path, body_models: str | Path, subset: str = "emdb1",
               occlusion_threshold: float = 0.1) -> LabelRows:
     """Rows of the good frames of every sequence of `subset` under an EMDB-layout root."""
     if subset not in SUBSETS:
-        raise ValueError(f"EMDB subset must be one of {SUBSETS}, got {subset!r}")
+        raise ConfigError(f"EMDB subset must be one of {SUBSETS}, got {subset!r}")
     root = Path(root)
     paths = sorted(root.glob("P*/*/P*_data.pkl"))
     if not paths:
-        raise FileNotFoundError(f"no EMDB sequence files (P*/<seq>/P*_<seq>_data.pkl) in {root}")
+        raise MissingFileError(f"no EMDB sequence files (P*/<seq>/P*_<seq>_data.pkl) in {root}")
     loaded = [(path, load_sequence(path, root)) for path in paths]  # all checked before work
     if subset != "all":
         for path, data in loaded:
@@ -78,7 +79,7 @@ def read_emdb(root: str | Path, body_models: str | Path, subset: str = "emdb1",
             models[gender] = load_smpl(body_models, gender)
         parts.append(_rows_of_sequence(root, path, data, models[gender], occlusion_threshold))
     if not parts:
-        raise ValueError(f"no EMDB sequence under {root} belongs to subset {subset!r}")
+        raise BadFileError(f"no EMDB sequence under {root} belongs to subset {subset!r}")
     return LabelRows.concat(parts)
 
 

@@ -5,44 +5,23 @@ missing images or masks are stage one's to report, as skip reasons per row).
 
 The dataset pickles (3DPW sequence files, EMDB sequence files) are read safely: unpickling runs
 whatever the file names, so they are read only (1) from inside the dataset's configured root (a
-path whose real location, symbolic links followed, lies elsewhere is refused) and (2) as data:
-numpy arrays and scalars inside plain dicts, lists, tuples, strings and numbers. Any other class
-a file names is refused, naming the file and the class.
+path whose real location, symbolic links followed, lies elsewhere is refused) and (2) as data,
+by the allow-list unpickler of `core.safe_pickle` (numpy arrays and scalars inside plain
+containers): any other class a file names is refused, naming the file and the class.
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
-ALLOWED_GLOBALS = frozenset({
-    # numpy arrays, dtypes and scalars as numpy 1.x (numpy.core) and 2.x (numpy._core) write them
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),  # bytes inside Python 3 protocol-2 pickles
-    ("collections", "OrderedDict"),
-})
-
-
-class _DataUnpickler(pickle.Unpickler):
-    def __init__(self, file, path: Path, **kwargs) -> None:
-        super().__init__(file, **kwargs)
-        self.path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(
-                f"{self.path}: refusing to unpickle {module}.{name}; dataset pickles are read as "
-                "data only (numpy arrays in plain containers)")
-        return super().find_class(module, name)
+from core.errors import BadFileError, MissingFileError
+from core.safe_pickle import load_pickle
 
 
 def require_dir(path: Path, what: str) -> None:
     """Raise naming `path` when the directory `what` ("AGORA mask directory", …) is missing."""
     if not path.is_dir():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise MissingFileError(f"{what} not found: {path}")
 
 
 def inside_root(path: str | Path, root: str | Path) -> Path:
@@ -50,14 +29,12 @@ def inside_root(path: str | Path, root: str | Path) -> Path:
     path, root = Path(path), Path(root)
     real, real_root = path.resolve(), root.resolve()
     if not real.is_relative_to(real_root):
-        raise ValueError(f"{path} resolves to {real}, outside the dataset root {real_root}: "
-                         "dataset pickles are read only from inside the configured root (point "
-                         "the dataset's root at the directory that really holds the files)")
+        raise BadFileError(f"{path} resolves to {real}, outside the dataset root {real_root}: "
+                           "dataset pickles are read only from inside the configured root (point "
+                           "the dataset's root at the directory that really holds the files)")
     return path
 
 
 def load_dataset_pickle(path: str | Path, root: str | Path, encoding: str = "ASCII") -> Any:
     """The data in the pickle `path` under the dataset root `root` (see the module docstring)."""
-    path = inside_root(path, root)
-    with path.open("rb") as f:
-        return _DataUnpickler(f, path, encoding=encoding).load()
+    return load_pickle(inside_root(path, root), encoding)

@@ -4,9 +4,10 @@
     <root>/imageFiles/<seq>/image_%05d.jpg                   frame k is image img_frame_ids[k]
 
 Per actor (lists of length 1–2): `poses` (N, 72) SMPL axis-angle in the world frame, `trans`
-(N, 3), `betas` (≥ 10; the first 10 are used), `genders` ('m'/'f'), `campose_valid` (N,); per
-frame `cam_poses` (N, 4, 4) world→camera, `cam_intrinsics` (3, 3), `img_frame_ids` (N,). Rows
-are person-frames with `campose_valid` only (SPIN protocol; every split), gendered SMPL
+(N, 3), `betas` (≥ 10; the first 10 are used), `genders` ('m'/'f'), `poses2d` (N, 3, 18),
+`campose_valid` (N,); per frame `cam_poses` (N, 4, 4) world→camera, `cam_intrinsics` (3, 3),
+`img_frame_ids` (N,). Rows are the person-frames the official evaluation (`3dpw-eval`) keeps, in
+every split: `campose_valid` and a 2D pose `poses2d` that is not all zeros; gendered SMPL
 (24 joints, 10 betas). Moving SMPL into the camera frame accounts for the pelvis offset J0 (SMPL
 rotates about its root joint): R_c = R·R_w, t_c = R·(J0 + t_w) + t − J0 (as emdb.py). Boxes follow
 the BEDLAM-CLIFF rule on the projected ground truth: every output joint of the body model
@@ -31,6 +32,7 @@ from scipy.spatial.transform import Rotation
 from body.cameras import box_from_keypoints, perspective_projection
 from body.joints import SMPL_TO_COCO17, SMPLX_TO_COCO17
 from body.models import load_smpl, load_smplx
+from core.errors import BadFileError, ConfigError, MissingFileError, MissingKeyInFileError
 from stores.labels import LabelRows
 
 from .bedlam import _image_size
@@ -41,7 +43,7 @@ SPLITS = ("train", "validation", "test")
 MASK_RULE: dict = {}  # 3DPW has no person masks; rows carry mask ""
 BOX_RESCALE = 1.2
 GENDERS = {"m": "male", "f": "female", "male": "male", "female": "female"}
-ACTOR_KEYS = ("poses", "trans", "betas", "genders", "campose_valid")
+ACTOR_KEYS = ("poses", "trans", "betas", "genders", "poses2d", "campose_valid")
 FRAME_KEYS = ("cam_poses", "cam_intrinsics", "img_frame_ids")
 SMPLX_BETAS = 11
 
@@ -52,56 +54,63 @@ def load_sequence(path: Path, root: Path) -> dict:
     shape is impossible."""
     raw = load_dataset_pickle(path, root, encoding="latin1")
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a dict of sequence arrays, found "
-                         f"{type(raw).__name__}")
+        raise BadFileError(f"{path}: expected a dict of sequence arrays, found "
+                           f"{type(raw).__name__}")
     missing = [k for k in ACTOR_KEYS + FRAME_KEYS if k not in raw]
     if missing:
-        raise KeyError(f"{path}: missing key(s) {missing}")
+        raise MissingKeyInFileError(f"{path}: missing key(s) {missing}")
     ext = np.asarray(raw["cam_poses"], np.float64)
     if ext.ndim != 3 or ext.shape[1:] != (4, 4):
-        raise ValueError(f"{path}: key 'cam_poses' has shape {ext.shape}, expected (N, 4, 4)")
+        raise BadFileError(f"{path}: key 'cam_poses' has shape {ext.shape}, expected (N, 4, 4)")
     n = len(ext)
     data = {"cam_poses": ext, "cam_intrinsics": np.asarray(raw["cam_intrinsics"], np.float64),
             "img_frame_ids": np.asarray(raw["img_frame_ids"])}
     if data["cam_intrinsics"].shape != (3, 3):
-        raise ValueError(f"{path}: key 'cam_intrinsics' has shape "
-                         f"{data['cam_intrinsics'].shape}, expected (3, 3)")
+        raise BadFileError(f"{path}: key 'cam_intrinsics' has shape "
+                           f"{data['cam_intrinsics'].shape}, expected (3, 3)")
     if data["img_frame_ids"].shape != (n,):
-        raise ValueError(f"{path}: key 'img_frame_ids' has shape {data['img_frame_ids'].shape}, "
-                         f"expected ({n},)")
+        raise BadFileError(f"{path}: key 'img_frame_ids' has shape {data['img_frame_ids'].shape}, "
+                           f"expected ({n},)")
     actors = len(raw["poses"])
     if actors < 1:
-        raise ValueError(f"{path}: key 'poses' lists no actor")
+        raise BadFileError(f"{path}: key 'poses' lists no actor")
     for key in ACTOR_KEYS:
         if len(raw[key]) != actors:
-            raise ValueError(f"{path}: key '{key}' lists {len(raw[key])} actors, 'poses' "
-                             f"lists {actors}")
-    expected = {"poses": (n, 72), "trans": (n, 3), "campose_valid": (n,)}
+            raise BadFileError(f"{path}: key '{key}' lists {len(raw[key])} actors, 'poses' "
+                               f"lists {actors}")
+    expected = {"poses": (n, 72), "trans": (n, 3), "poses2d": (n, 3, 18), "campose_valid": (n,)}
     for key, shape in expected.items():
         data[key] = [np.asarray(v) for v in raw[key]]
         for a, value in enumerate(data[key]):
             if value.shape != shape:
-                raise ValueError(f"{path}: key '{key}' of actor {a} has shape {value.shape}, "
-                                 f"expected {shape}")
+                raise BadFileError(f"{path}: key '{key}' of actor {a} has shape {value.shape}, "
+                                   f"expected {shape}")
     data["betas"] = [np.asarray(b, np.float64).reshape(-1) for b in raw["betas"]]
     for a, betas in enumerate(data["betas"]):
         if len(betas) < 10:
-            raise ValueError(f"{path}: key 'betas' of actor {a} has {len(betas)} values, "
-                             "expected >= 10")
+            raise BadFileError(f"{path}: key 'betas' of actor {a} has {len(betas)} values, "
+                               "expected >= 10")
     data["genders"] = []
     for a, gender in enumerate(raw["genders"]):
         gender = gender.decode() if isinstance(gender, bytes) else str(gender)
         if gender not in GENDERS:
-            raise ValueError(f"{path}: key 'genders' of actor {a} is {gender!r}, expected one "
-                             f"of {sorted(GENDERS)}")
+            raise BadFileError(f"{path}: key 'genders' of actor {a} is {gender!r}, expected one "
+                               f"of {sorted(GENDERS)}")
         data["genders"].append(GENDERS[gender])
     return data
+
+
+def valid_frames(data: dict, actor: int) -> np.ndarray:
+    """Frame indices of an actor the official 3DPW evaluation keeps: `campose_valid` and a 2D
+    pose `poses2d` that is not all zeros (a NaN entry does not drop a frame, as there)."""
+    detected = np.abs(np.asarray(data["poses2d"][actor], np.float64)).sum((1, 2)) != 0
+    return np.flatnonzero(np.asarray(data["campose_valid"][actor], bool) & detected)
 
 
 def load_smplx_fits(path: Path, sequences: dict[str, dict]) -> dict[str, dict]:
     """The SMPL-X fits of `sequences` ({name: load_sequence data}), checked against them."""
     if not path.exists():
-        raise FileNotFoundError(f"3DPW SMPL-X fits not found: {path}")
+        raise MissingFileError(f"3DPW SMPL-X fits not found: {path}")
     fits = {}
     with np.load(path, allow_pickle=False) as f:
         for seq, data in sequences.items():
@@ -110,12 +119,12 @@ def load_smplx_fits(path: Path, sequences: dict[str, dict]) -> dict[str, dict]:
                         "transl": (actors, n, 3)}
             missing = [f"{seq}/{k}" for k in expected if f"{seq}/{k}" not in f.files]
             if missing:
-                raise KeyError(f"{path}: missing key(s) {missing}")
+                raise MissingKeyInFileError(f"{path}: missing key(s) {missing}")
             fits[seq] = {k: f[f"{seq}/{k}"].astype(np.float64) for k in expected}
             for key, shape in expected.items():
                 if fits[seq][key].shape != shape:
-                    raise ValueError(f"{path}: key '{seq}/{key}' has shape "
-                                     f"{fits[seq][key].shape}, expected {shape}")
+                    raise BadFileError(f"{path}: key '{seq}/{key}' has shape "
+                                       f"{fits[seq][key].shape}, expected {shape}")
     return fits
 
 
@@ -136,19 +145,19 @@ def read_3dpw(root: str | Path, body_models: str | Path, sequences: str = "test"
               smplx_fits: str | Path | None = None,
               occlusion_threshold: float = 0.1) -> LabelRows:
     """Rows of every sequence of the 3DPW file split `sequences` (train, validation, test;
-    campose_valid person-frames). `smplx_fits` (train only; relative paths are taken from `root`)
-    gives SMPL-X rows instead of SMPL.
+    the person-frames of `valid_frames`). `smplx_fits` (train only; relative paths are taken
+    from `root`) gives SMPL-X rows instead of SMPL.
     `occlusion_threshold` is unused (3DPW has no masks); it keeps the readers' signature."""
     if sequences not in SPLITS:
-        raise ValueError(f"3DPW sequences (file split) must be one of {SPLITS}, "
-                         f"got {sequences!r}")
+        raise ConfigError(f"3DPW sequences (file split) must be one of {SPLITS}, "
+                          f"got {sequences!r}")
     if smplx_fits is not None and sequences != "train":
-        raise ValueError(f"3DPW SMPL-X fits are for the train split, got split {sequences!r}")
+        raise ConfigError(f"3DPW SMPL-X fits are for the train split, got split {sequences!r}")
     root = Path(root)
     seq_dir = root / "sequenceFiles" / sequences
     paths = sorted(seq_dir.glob("*.pkl"))
     if not paths:
-        raise FileNotFoundError(f"no 3DPW sequence files (*.pkl) in {seq_dir}")
+        raise MissingFileError(f"no 3DPW sequence files (*.pkl) in {seq_dir}")
     loaded = {path.stem: load_sequence(path, root) for path in paths}  # all checked before work
     for path in paths:
         require_dir(root / "imageFiles" / path.stem, f"3DPW image directory of {path.name}")
@@ -170,12 +179,12 @@ def read_3dpw(root: str | Path, body_models: str | Path, sequences: str = "test"
                 parts.append(_smpl_rows(root, path, data, models[gender], a))
     parts = [p for p in parts if p is not None]
     if not parts:
-        raise ValueError(f"no campose_valid person-frame in {seq_dir}")
+        raise BadFileError(f"no valid person-frame (campose_valid, non-zero poses2d) in {seq_dir}")
     return LabelRows.concat(parts)
 
 
 def _smpl_rows(root: Path, path: Path, data: dict, model, actor: int) -> LabelRows | None:
-    frames = np.flatnonzero(np.asarray(data["campose_valid"][actor], bool))
+    frames = valid_frames(data, actor)
     poses = np.asarray(data["poses"][actor], np.float64)[frames].reshape(len(frames), 24, 3)
     betas = np.repeat(data["betas"][actor][None, :10], len(frames), 0)
     trans = np.asarray(data["trans"][actor], np.float64)[frames]
@@ -185,7 +194,7 @@ def _smpl_rows(root: Path, path: Path, data: dict, model, actor: int) -> LabelRo
 
 def _smplx_rows(root: Path, path: Path, data: dict, fit: dict, model,
                 actor: int) -> LabelRows | None:
-    frames = np.flatnonzero(np.asarray(data["campose_valid"][actor], bool))
+    frames = valid_frames(data, actor)
     poses = fit["pose"][actor][frames].reshape(len(frames), 22, 3)
     betas = np.repeat(fit["betas"][actor][None], len(frames), 0)
     trans = fit["transl"][actor][frames]
