@@ -7,6 +7,10 @@ person pixels. A sample counts as outside the mask when its distance is > 0.71 p
 
 `DistanceField` computes it once per image with an exact Euclidean distance transform over the
 image padded to cover the detector fields of view of the image's crops, then looks samples up.
+Exact means every value is the float32 rounding of √(integer squared distance), the same bits
+whatever the padding, the thread count or the CPU: OpenCV's own algorithm gives that, but with
+one OpenCV thread it hands the work to Intel IPP, whose CPU-specific code does not (values off
+by an ulp), so IPP is switched off around the call.
 """
 from __future__ import annotations
 
@@ -31,6 +35,16 @@ def _covering_region(shape: tuple[int, int], bounds: tuple[float, float, float, 
     return min(0, x0), min(0, y0), max(w, x1 + 1), max(h, y1 + 1)
 
 
+def _exact_distance_transform(background: np.ndarray) -> np.ndarray:
+    """(rows, cols) float32 distance of each non-zero pixel to the nearest zero pixel."""
+    use_ipp = cv2.ipp.useIPP()
+    cv2.ipp.setUseIPP(False)
+    try:
+        return cv2.distanceTransform(background, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    finally:
+        cv2.ipp.setUseIPP(use_ipp)
+
+
 @dataclass(frozen=True)
 class DistanceField:
     """Exact distance to the nearest mask pixel at every integer pixel of a (padded) region."""
@@ -50,8 +64,7 @@ class DistanceField:
         # distanceTransform measures, at each non-zero pixel, the distance to the nearest zero.
         background = np.ones((y1 - y0, x1 - x0), np.uint8)
         background[-y0:mask.shape[0] - y0, -x0:mask.shape[1] - x0] = ~mask
-        field = cv2.distanceTransform(background, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        return cls((x0, y0), field)
+        return cls((x0, y0), _exact_distance_transform(background))
 
     def at(self, xy: np.ndarray) -> np.ndarray:
         """(...,) float32 distances for image points (..., 2). Points whose pixel lies outside the

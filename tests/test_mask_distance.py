@@ -1,4 +1,5 @@
 """Tests of preprocess/mask_distance.py against a brute-force float64 oracle."""
+import cv2
 import numpy as np
 import pytest
 
@@ -100,3 +101,28 @@ def test_bounds_inside_the_image_still_cover_the_image():
 def test_invalid_bounds_raise():
     with pytest.raises(ValueError):
         DistanceField.from_mask(np.ones((5, 5), bool), (10.0, 0.0, 5.0, 5.0))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_field_is_the_rounded_exact_distance_bit_for_bit(threads):
+    """Every value is float32(√(integer squared distance)) for any OpenCV thread count (with one
+    thread OpenCV used Intel IPP, whose AVX-512 code is an ulp off) and any padding."""
+    rng = np.random.default_rng(3)
+    mask = rng.random((240, 320)) < 0.0005
+    mask[100:130, 40:52] = True
+    yy, xx = np.mgrid[-40:280, -60:380]
+    q = np.argwhere(mask)
+    d2 = np.min([(yy - y) ** 2 + (xx - x) ** 2 for y, x in q], 0)
+    expected = np.sqrt(d2.astype(np.float64)).astype(np.float32)
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        wide = DistanceField.from_mask(mask, (-60, -40, 379, 279))
+        tight = DistanceField.from_mask(mask, (-3, -2, 330, 250))
+    finally:
+        cv2.setNumThreads(previous)
+    xy = np.stack([xx, yy], -1).astype(np.float64)
+    got = wide.at(xy)
+    assert got.tobytes() == expected.tobytes(), f"{(got != expected).sum()} values differ"
+    inner = (xx >= -3) & (xx <= 330) & (yy >= -2) & (yy <= 250)
+    assert tight.at(xy[inner]).tobytes() == expected[inner].tobytes()

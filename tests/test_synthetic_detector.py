@@ -9,6 +9,7 @@ import pytest
 from body.cameras import DetectorCrop, box_from_keypoints
 from body.joints import COCO17_NAMES
 from preprocess.detectors import CropRequest, Detector, SyntheticDetector, make_detector
+from preprocess.detectors.synthetic import render_gaussians
 from preprocess.synthetic.sidecar import sidecar_path
 
 W, H = 640, 360
@@ -250,3 +251,31 @@ def test_non_finite_joints_count_as_outside(tmp_path):
     hm = SyntheticDetector()(None, [request_for(path, xy)])[0]
     assert np.isfinite(hm).all() and hm[J["left_ankle"]].max() < 0.5
     assert hm[J["right_ankle"]].max() > 0.75
+
+
+def test_mixture_equals_a_direct_sum_of_gaussians():
+    """render_gaussians (mode-by-mode outer products) against the formula on every pixel."""
+    rng = np.random.default_rng(4)
+    mu = rng.uniform([-5, -5], [52, 68], (17, 6, 2))
+    sigma, weight = rng.uniform(1.5, 8, (17, 6)), rng.uniform(0, 1, (17, 6))
+    weight[:, 4] = 0.0   # a mode unused by every joint
+    weight[3, :2] = 0.0  # modes unused by one joint only
+    v, u = np.mgrid[0:64, 0:48]
+    d2 = (u - mu[..., 0, None, None]) ** 2 + (v - mu[..., 1, None, None]) ** 2
+    expected = (weight[..., None, None] * np.exp(-d2 / (2 * sigma[..., None, None] ** 2))).sum(1)
+    got = render_gaussians(mu, sigma, weight)
+    assert got.dtype == np.float32 and got.shape == (17, 64, 48)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-30)
+
+
+def test_floor_is_the_bilinear_upsampling_of_the_coarse_grid():
+    noise = 0.005
+    u = np.random.default_rng(5).random((17, 16, 12), dtype=np.float32)
+    coarse = noise * (4 * u.astype(np.float64) ** 3 - 0.5)
+    rows, cols = np.linspace(0, 15, 64), np.linspace(0, 11, 48)
+    by_rows = np.stack([[np.interp(rows, np.arange(16), c[:, k]) for k in range(12)]
+                        for c in coarse], 0).transpose(0, 2, 1)             # (17, 64, 12)
+    expected = np.stack([[np.interp(cols, np.arange(12), r) for r in m] for m in by_rows])
+    got = SyntheticDetector(noise=noise).floor(u)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)

@@ -29,7 +29,9 @@ The heatmaps follow a real ViTPose's conventions (17 × 64 × 48 on the UDP grid
 
 Deterministic: a request's heatmaps depend only on (seed, the last `path_parts` components of
 the image path, centre, scale), through a numpy Generator seeded by SHA-256 of those, so they do
-not depend on the batch, its order, or where the data root lies.
+not depend on the batch, its order, or where the data root lies; and their bits do not depend on
+the CPU: no matrix products, exp and cos/sin from `preprocess.fixed_math`, mixtures summed mode by
+mode in a fixed order.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ import numpy as np
 
 from body.cameras import DetectorCrop
 from body.joints import COCO17_HIGHLY_ARTICULATED
+from preprocess import fixed_math
 from preprocess.detectors.base import HEATMAP_HW, NUM_JOINTS, CropRequest
 from preprocess.synthetic.sidecar import (
     OBJECT_OCCLUDED, OUTSIDE_IMAGE, PERSON_OCCLUDED, SELF_OCCLUDED, VISIBLE, Scene, sidecar_path,
@@ -71,36 +74,48 @@ _SHOULDERS, _HIPS = [5, 6], [11, 12]
 _MAX_LIMB_MODES = 3
 _DISTRACTOR_PX = 12.0        # heatmap px: how far another person's joint still confuses
 _MIN_SECONDARY_PX = 6.0      # heatmap px: faint modes of visible joints stay this far away
-_U = np.arange(HEATMAP_HW[1], dtype=np.float32)
-_V = np.arange(HEATMAP_HW[0], dtype=np.float32)
+_U = np.arange(HEATMAP_HW[1], dtype=np.float64)
+_V = np.arange(HEATMAP_HW[0], dtype=np.float64)
 _FLOOR_HW = (HEATMAP_HW[0] // 4, HEATMAP_HW[1] // 4)
 
 
-def _linear_upsampling(n_out: int, n_in: int) -> np.ndarray:
-    """(n_out, n_in) linear interpolation matrix, end points aligned."""
+def _linear_upsampling(values: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """values linearly interpolated to n_out samples along `axis`, end points aligned: each
+    output is w₀·left + w₁·right of its two neighbours, written out (no matrix product)."""
+    n_in = values.shape[axis]
     x = np.linspace(0, n_in - 1, n_out)
-    return np.stack([np.interp(x, np.arange(n_in), e) for e in np.eye(n_in)], 1)
+    left = np.minimum(np.floor(x).astype(np.intp), n_in - 2)
+    w1 = x - left
+    shape = [1] * values.ndim
+    shape[axis] = n_out
+    w0, w1 = (1 - w1).reshape(shape), w1.reshape(shape)
+    return w0 * np.take(values, left, axis) + w1 * np.take(values, left + 1, axis)
 
 
-_FLOOR_ROWS = _linear_upsampling(HEATMAP_HW[0], _FLOOR_HW[0]).astype(np.float32)
-_FLOOR_COLS = _linear_upsampling(HEATMAP_HW[1], _FLOOR_HW[1]).T.astype(np.float32)
 _GRID_MAX = np.array([HEATMAP_HW[1] - 1, HEATMAP_HW[0] - 1], dtype=np.float64)
 
 
 def render_gaussians(mu: np.ndarray, sigma: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Σ_m weight·exp(−‖p − mu‖²/2σ²) on the heatmap grid: (J, M, 2), (J, M), (J, M) → (J, 64, 48).
+    """Σ_m weight·exp(−‖p − mu‖²/2σ²) on the heatmap grid: (J, M, 2), (J, M), (J, M) → (J, 64, 48)
+    float32.
 
-    Isotropic Gaussians are separable, so a joint's mixture is one (64, M) @ (M, 48) product.
+    Isotropic Gaussians are separable: each mode is an outer product of a row and a column
+    profile; the modes are added one by one in float64 (modes of weight 0 everywhere add exact
+    zeros and are skipped), never through a BLAS product whose order depends on the CPU.
     """
-    mu, weight = mu.astype(np.float32), weight.astype(np.float32)
-    inv = (-0.5 / sigma[..., None] ** 2).astype(np.float32)
+    mu, weight = np.asarray(mu, np.float64), np.asarray(weight, np.float64)
+    inv = -0.5 / (np.asarray(sigma, np.float64)[..., None] ** 2)
     dx, dy = _U - mu[..., 0:1], _V - mu[..., 1:2]
-    gx = np.exp(dx * dx * inv)                                     # (J, M, 48)
-    gy = np.exp(dy * dy * inv) * weight[..., None]                 # (J, M, 64)
-    return np.matmul(gy.transpose(0, 2, 1), gx)
+    gx = fixed_math.exp(dx * dx * inv)                             # (J, M, 48)
+    gy = fixed_math.exp(dy * dy * inv) * weight[..., None]         # (J, M, 64)
+    hm = np.zeros((mu.shape[0],) + HEATMAP_HW)
+    for m in np.flatnonzero((weight != 0).any(0)):
+        hm = hm + gy[:, m, :, None] * gx[:, m, None, :]
+    return hm.astype(np.float32)
 
 
 def _norm(v: np.ndarray) -> np.ndarray:
+    """Length along the last axis (of size 2 here: a sum of two terms, in any order the same)."""
     return np.sqrt((v * v).sum(-1))
 
 
@@ -189,9 +204,11 @@ class SyntheticDetector:
 
     def floor(self, u: np.ndarray) -> np.ndarray:
         """Smooth background (17, 64, 48) from uniforms (17, 16, 12): `noise`·(4u³ − 0.5),
-        bilinearly upsampled (the deconvolution head's backgrounds are smooth)."""
-        coarse = u * u * (u * np.float32(4 * self.noise)) - np.float32(self.noise / 2)
-        return _FLOOR_ROWS @ coarse @ _FLOOR_COLS
+        bilinearly upsampled (the deconvolution head's backgrounds are smooth); float32."""
+        u = np.asarray(u, np.float64)
+        coarse = u * u * (u * (4 * self.noise)) - self.noise / 2
+        rows = _linear_upsampling(coarse, HEATMAP_HW[0], -2)
+        return _linear_upsampling(rows, HEATMAP_HW[1], -1).astype(np.float32)
 
     def scene(self, image_path: Path) -> Scene:
         """The side-car of an image, from a small LRU cache."""
@@ -246,7 +263,7 @@ class SyntheticDetector:
         safe = np.maximum(counts, 1.0)
         centroid = np.stack([sum_x[1:n] / safe, sum_y[1:n] / safe], -1)
         d2 = ((centroid - center) ** 2).sum(-1)
-        score = counts * np.exp(-d2 / (2.0 * (self.centrality * side) ** 2))
+        score = counts * fixed_math.exp(-d2 / (2.0 * (self.centrality * side) ** 2))
         return int(np.argmax(np.where(seen, score, -1.0)))
 
     # -- heatmaps of a detected person --------------------------------------------------------
@@ -272,9 +289,8 @@ class SyntheticDetector:
         parent_uv = uv[COCO17_LIMB_PARENT]
         bone = _norm(uv - parent_uv)
         n_limb = 1 + np.floor(draws["limb_count"] * _MAX_LIMB_MODES)
-        angle = 2 * np.pi * draws["limb"][..., 0]
-        limb_mu = parent_uv[:, None] + bone[:, None, None] * np.stack([np.cos(angle),
-                                                                       np.sin(angle)], -1)
+        direction = np.stack(fixed_math.cos_sin_turns(draws["limb"][..., 0]), -1)
+        limb_mu = parent_uv[:, None] + bone[:, None, None] * direction
         use = (hidden & _ARTICULATED & (bone > 1.0))[:, None] \
             & (np.arange(_MAX_LIMB_MODES) < n_limb[:, None])
         modes.add(limb_mu, _uniform(draws["limb"][..., 1], 2.5, 4.0),
@@ -302,7 +318,7 @@ class SyntheticDetector:
         other_seen = (scene.coco_state == VISIBLE) & in_fov_all
         other_seen[person] = False
         dist = _norm(uv_all - uv)                                  # (P, 17)
-        near = np.exp(-dist ** 2 / (2 * _DISTRACTOR_PX ** 2))
+        near = fixed_math.exp(-(dist * dist) / (2 * _DISTRACTOR_PX ** 2))
         u = draws["others"]
         weight = np.where(hidden, _uniform(u[..., 0], 0.3, 0.8),
                           (dist >= _MIN_SECONDARY_PX) * _uniform(u[..., 0], 0.0, 0.15))
@@ -335,7 +351,7 @@ def _symmetry_modes(uv: np.ndarray, state: np.ndarray, u: np.ndarray):
     q = uv[COCO17_MIRROR] - hip
     if length > 1.0:
         d = axis / length
-        mu = hip + 2 * (q @ d)[:, None] * d - q
+        mu = hip + 2 * (q[:, 0] * d[0] + q[:, 1] * d[1])[:, None] * d - q
     else:
         mu = uv
     use = (state == OBJECT_OCCLUDED) & (COCO17_MIRROR != np.arange(NUM_JOINTS)) \
