@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from core.cli import ArgumentParser, run_cli
+from core.errors import MissingFileError
 
 from .verify import verify
 
@@ -17,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "verify":
         parser.print_help()
         return 2
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise MissingFileError(f"no store at {missing[0]} (check the path; stores live in "
+                               "data/stores/<dataset>.zarr)")
     reports = [verify(p) for p in args.paths]
     for report in reports:
         print(report)

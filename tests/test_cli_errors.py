@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 import eval.__main__ as eval_main
 import preprocess.__main__ as preprocess_main
+import stores.__main__ as stores_main
 import train.__main__ as train_main
 from core.cli import run_cli
 from eval.run import note_profile, report_dir
@@ -37,6 +38,8 @@ CASES = {  # name: (entry point, argv, what the one line must name)
     "store that does not exist": (eval_main, ["run", "--dataset", "synthetic-test"],
                                   "synthetic-test.zarr: make precompute DATASET=synthetic-test"),
     "train store that does not exist": (train_main, ["fit"], "train.stores: no store at"),
+    "verify of a store that does not exist": (stores_main, ["verify", "/nope.zarr"],
+                                              "no store at /nope.zarr"),
     "bad command line": (train_main, ["fti"], "invalid choice: 'fti'"),
     "data of a real dataset": (preprocess_main, ["data", "--dataset", "bedlam"],
                                "only DATASET=synthetic"),
@@ -100,7 +103,7 @@ def test_in_a_process_a_user_error_exits_2_and_an_internal_error_keeps_its_trace
             "from core.cli import run_cli\n"
             "def broken(path): raise RuntimeError('a bug')\n"
             "m.verify = broken\n"
-            "sys.exit(run_cli(m.main, ['verify', 'x.zarr']))\n")
+            f"sys.exit(run_cli(m.main, ['verify', {str(data_root)!r}]))\n")
     internal = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               cwd=ROOT)
     assert internal.returncode == 1
