@@ -1,5 +1,5 @@
 """Peak memory of the mask loss at batch 64 × 25 samples against the reference release's
-(batch × points × mask pixels) distance matrix, 5.7 GB per step (SPEC.md §4). Goal ≤ 1 %."""
+(batch × points × mask pixels) distance matrix, 5.7 GB per step (docs/method.md §4). Goal ≤ 1 %."""
 from __future__ import annotations
 
 import torch

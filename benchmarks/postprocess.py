@@ -7,7 +7,7 @@ processes (one torch/OpenCV thread each), every mask image decoded once per chun
 - ours: exactly the post-processing of `preprocess/chunk_task.py`, through the project's public
   functions: DARK-UDP pose and max confidence, per-row uniforms and multinomial samples, one exact
   distance transform per mask image, the training filter, then `Store.write_chunk`;
-- reference (FORMATS.md "The reference release's own files", written from that description):
+- reference (docs/formats.md "The reference release's own files", written from that description):
   per row, argmax and max confidence per joint, per joint `np.random.choice` of 150 pixels from
   the thresholded normalised heatmap, their image coordinates and heatmap values, the distance of
   each to the nearest person pixel by brute force over all mask pixels, and one float32
@@ -180,7 +180,7 @@ class _Namespace:
 def reference_row(heat: np.ndarray, center: np.ndarray, scale: float,
                   mask_xy: np.ndarray, samples: int = 150,
                   min_value: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """The reference release's design for one row (re-enacted from FORMATS.md, not copied).
+    """The reference release's design for one row (re-enacted from docs/formats.md, not copied).
 
     heat (17, 64, 48); mask_xy (M, 2) float image coordinates of every person pixel. Returns
     ((samples, 17, 4) float32 [x_img, y_img, heatmap value, distance to the nearest mask pixel],

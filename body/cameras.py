@@ -1,4 +1,4 @@
-"""Camera and crop conventions (SPEC.md §2-§3).
+"""Camera and crop conventions (docs/method.md §2-§3).
 
 Conventions
 -----------
@@ -6,11 +6,12 @@ Conventions
 - A person box is (center (..., 2) px, scale (...)): a square of side b = 200·scale around the
   centre (HMR/CLIFF). From a tight box, or from projected joints (BEDLAM-CLIFF rule):
   center = box middle, scale = max side / 200 · 1.2.
-- Model crop, 224×224 (SPEC.md §3): crop-normalised coordinates 2·(p − c)/b span [−1, 1] over
+- Model crop, 224×224 (docs/method.md §3): crop-normalised coordinates 2·(p − c)/b span [−1, 1] over
   the square box. The crop pixel map sends the box's left/top edge to 0 and its right/bottom edge
   to `size`: u = (crop_normalize(p) + 1)·size/2.
-- Detector crop and heatmap (SPEC.md §2): `DetectorCrop`, the only place that knows that grid.
-- Full-image camera (SPEC.md §3, CLIFF): K = [[f, 0, W/2], [0, f, H/2], [0, 0, 1]] with
+- Detector crop and heatmap (docs/method.md §2): `DetectorCrop`, the only place that knows that
+  grid.
+- Full-image camera (docs/method.md §3, CLIFF): K = [[f, 0, W/2], [0, f, H/2], [0, 0, 1]] with
   f = √(W² + H²) when unknown; the weak-perspective crop camera (s, tx, ty) becomes the
   translation t = [tx + 2(cx − W/2)/(s·b), ty + 2(cy − H/2)/(s·b), 2f/(s·b)].
 - Shapes: points are (..., N, 2); box arrays (..., 2) and (...) broadcast as (..., 1, 2).
@@ -106,7 +107,7 @@ def crop_image(img: np.ndarray, center: Array, scale: Array, size: int = 224) ->
 
 
 class DetectorCrop:
-    """The pose detector's crop and heatmap grid for person boxes (SPEC.md §2).
+    """The pose detector's crop and heatmap grid for person boxes (docs/method.md §2).
 
     Field of view: height S = b and width S_w = 0.75·b (the central 75 % of the square box's
     width), centred on the box centre. UDP grid: the first and last pixel centres of the 256×192
@@ -177,13 +178,13 @@ class DetectorCrop:
 
 
 def default_focal(img_w: Scalar, img_h: Scalar) -> Scalar:
-    """Focal length when unknown: the image diagonal √(W² + H²) (SPEC.md §3)."""
+    """Focal length when unknown: the image diagonal √(W² + H²) (docs/method.md §3)."""
     return (img_w**2 + img_h**2) ** 0.5
 
 
 def cliff_bbox_condition(center: Array, scale: Array, img_w: Scalar, img_h: Scalar,
                          focal: Scalar) -> Array:
-    """CLIFF box condition c_B (..., 3) = [(cx − W/2)/f, (cy − H/2)/f, b/f] (SPEC.md §3)."""
+    """CLIFF box condition c_B (..., 3) = [(cx − W/2)/f, (cy − H/2)/f, b/f] (docs/method.md §3)."""
     return _stack([(center[..., 0] - img_w / 2) / focal,
                    (center[..., 1] - img_h / 2) / focal,
                    200 * scale / focal])
@@ -191,7 +192,8 @@ def cliff_bbox_condition(center: Array, scale: Array, img_w: Scalar, img_h: Scal
 
 def weak_perspective_to_translation(cam: Array, center: Array, scale: Array, img_w: Scalar,
                                     img_h: Scalar, focal: Scalar) -> Array:
-    """Crop camera (s, tx, ty) (..., 3) -> full-image camera translation (..., 3) (SPEC.md §3).
+    """Crop camera (s, tx, ty) (..., 3) -> full-image camera translation (..., 3)
+    (docs/method.md §3).
 
     t = [tx + 2(cx − W/2)/(s·b), ty + 2(cy − H/2)/(s·b), 2f/(s·b)]: with K from `intrinsics`, a
     point X with X_z = 0 projects to c + s·(X_xy + (tx, ty))·b/2, its weak-perspective image.
@@ -204,7 +206,7 @@ def weak_perspective_to_translation(cam: Array, center: Array, scale: Array, img
 
 
 def intrinsics(focal: Scalar, img_w: Scalar, img_h: Scalar) -> Array:
-    """Camera matrices (..., 3, 3) K = [[f, 0, W/2], [0, f, H/2], [0, 0, 1]] (SPEC.md §3)."""
+    """Camera matrices (..., 3, 3) K = [[f, 0, W/2], [0, f, H/2], [0, 0, 1]] (docs/method.md §3)."""
     f, zero, one = focal, 0 * focal, 0 * focal + 1
     k = _stack([f, zero, img_w / 2, zero, f, img_h / 2, zero, zero, one])
     return k.reshape(k.shape[:-1] + (3, 3))

@@ -19,7 +19,7 @@ class FastJoints(nn.Module):
 
     `joint_ids` index the model's output joints: skeleton joints [0, J) and the 21 vertex joints
     [J, J + 21) (landmarks are not supported). Joints not posed by the caller stay at identity
-    (flat hands, neutral face), as in the paper (SPEC.md §3).
+    (flat hands, neutral face), as in the paper (docs/method.md §3).
     """
 
     def __init__(self, model: nn.Module, joint_ids: Sequence[int]) -> None:

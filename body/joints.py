@@ -1,4 +1,4 @@
-"""Joint sets and index maps (FORMATS.md "Joints", SPEC.md §6).
+"""Joint sets and index maps (docs/formats.md "Joints", docs/method.md §6).
 
 All maps are index lists into the joint arrays that `smplx` returns: SMPL-X outputs 55 skeleton
 joints, then 21 vertex joints (nose, r/l eye, r/l ear, 6 foot points, 10 finger tips), then face
@@ -14,7 +14,8 @@ SMPL_JOINT_NAMES = (
 )
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 
-# SMPL-X: the first 22 joints are SMPL's body joints (the ones the model predicts, SPEC.md §3).
+# SMPL-X: the first 22 joints are SMPL's body joints (the ones the model predicts,
+# docs/method.md §3).
 NUM_BODY_JOINTS_SMPLX = 22
 _FINGERS = ("index", "middle", "pinky", "ring", "thumb")
 SMPLX_JOINT_NAMES = (
@@ -45,7 +46,8 @@ COCO17_NAMES = (
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
-# Elbows, wrists, knees, ankles: the joints whose MMD target may be heatmap samples (SPEC.md §4).
+# Elbows, wrists, knees, ankles: the joints whose MMD target may be heatmap samples
+# (docs/method.md §4).
 COCO17_HIGHLY_ARTICULATED = (7, 8, 9, 10, 13, 14, 15, 16)
 
 # OpenPose-25 from the smplx joint outputs (the reference release's route to COCO-17).
@@ -61,10 +63,11 @@ SMPL_TO_COCO17 = tuple(SMPL_TO_OP25[i] for i in OP25_TO_COCO17)
 # The 24 joints of the 2D loss: the first 24 SMPL-X skeleton joints (BEDLAM-CLIFF `gtkps[:, :24]`).
 SMPLX_2D_LOSS_JOINTS = tuple(range(24))
 
-# Human3.6M-17 (from `J_regressor_h36m` on SMPL vertices) → LSP-14 (3DPW protocol, SPEC.md §6).
+# Human3.6M-17 (from `J_regressor_h36m` on SMPL vertices) → LSP-14 (3DPW protocol,
+# docs/method.md §6).
 H36M_TO_LSP14 = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10)
 
-# Protocol pelvis rules (SPEC.md §6): joints whose mean is the root that is subtracted.
+# Protocol pelvis rules (docs/method.md §6): joints whose mean is the root that is subtracted.
 PELVIS_EMDB_SMPL24 = (1, 2)  # mean of the hips of the 24 SMPL joints
 PELVIS_3DPW_H36M = (0,)  # H36M joint 0
 

@@ -1,4 +1,4 @@
-"""Chumpy-free, code-free reading of the official SMPL `.pkl` files (FORMATS.md "Body models").
+"""Chumpy-free, code-free reading of the official SMPL `.pkl` files (docs/formats.md "Body models").
 
 The official files are Python 2 pickles whose arrays are partly `chumpy.ch.Ch` objects. chumpy
 cannot be installed on Python 3.11 / numpy 2; the allow-list unpickler of `core.safe_pickle`

@@ -1,4 +1,4 @@
-"""Body models through `smplx` (FORMATS.md "Body models", SPEC.md §1).
+"""Body models through `smplx` (docs/formats.md "Body models", docs/method.md §1).
 
 Every model is built as an `smplx` *Layer* (pose given as rotation matrices), the one input
 convention of this project. Files are found in a body-model root laid out as `smplx.create`
@@ -154,7 +154,7 @@ def load_smpl(root: str | Path, gender: str = "neutral", num_betas: int = 10,
 
 def load_smplx(root: str | Path, gender: str = "neutral", num_betas: int = 11,
                device: str | torch.device = "cpu") -> smplx.SMPLXLayer:
-    """SMPL-X as the paper uses it: `num_betas` (11) betas, flat hands, no PCA (FORMATS.md)."""
+    """SMPL-X as the paper uses it: `num_betas` (11) betas, flat hands, no PCA (docs/formats.md)."""
     path = smplx_path(root, gender)
     data = read_model_file(path)
     _require(path, data, SMPLX_KEYS)
@@ -171,7 +171,7 @@ def load_smplx(root: str | Path, gender: str = "neutral", num_betas: int = 11,
 
 
 def load_smplx2smpl(root: str | Path) -> torch.Tensor:
-    """The (6890, 10475) map from SMPL-X to SMPL vertices (SPEC.md §6), dense float32."""
+    """The (6890, 10475) map from SMPL-X to SMPL vertices (docs/method.md §6), dense float32."""
     root = Path(root)
     dense, upstream = root / "smplx2smpl.pkl", root / "smplx2smpl_deftrafo_setup.pkl"
     if dense.exists():

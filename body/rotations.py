@@ -1,4 +1,5 @@
-"""Rotation conversions: axis-angle, rotation matrices and the 6D representation (SPEC.md §3).
+"""Rotation conversions: axis-angle, rotation matrices and the 6D representation
+(docs/method.md §3).
 
 The 6D representation (Zhou et al.) is the first two ROWS of the rotation matrix, flattened as
 [R00, R01, R02, R10, R11, R12]; decoding applies Gram-Schmidt to those rows.
@@ -79,12 +80,13 @@ def matrix_to_axis_angle(R: Tensor) -> Tensor:
 
 
 def matrix_to_rot6d(R: Tensor) -> Tensor:
-    """First two rows of R, (..., 3, 3) -> (..., 6) = [R00, R01, R02, R10, R11, R12] (SPEC §3)."""
+    """First two rows of R, (..., 3, 3) -> (..., 6) = [R00, R01, R02, R10, R11, R12]
+    (docs/method.md §3)."""
     return R[..., :2, :].flatten(-2)
 
 
 def rot6d_to_matrix(x: Tensor) -> Tensor:
-    """Gram-Schmidt decoding of the 6D representation, (..., 6) -> (..., 3, 3) (SPEC.md §3).
+    """Gram-Schmidt decoding of the 6D representation, (..., 6) -> (..., 3, 3) (docs/method.md §3).
 
     b1 = a1/|a1|, b2 = normalise(a2 − (b1·a2)·b1), b3 = b1 × b2; R has rows b1, b2, b3.
     """

@@ -1,5 +1,6 @@
 """`python -m eval run --dataset NAME [--ckpt PATH] [key=value …]`: evaluate a checkpoint
-(default: the latest of the configured run) on a test store with its protocol (SPEC.md §6), and
+(default: the latest of the configured run) on a test store with its protocol
+(docs/method.md §6), and
 write `<reports>/<run>/<checkpoint stem>/<dataset>/{metrics.json, report.md, *.png}` (e.g.
 `reports/synthetic/step_00001500/synthetic-test/`; the reference release's `humr_best.ckpt` under
 `reports/reference/humr_best/`). The model is built from the checkpoint's own configuration; a

@@ -15,7 +15,7 @@ from stores.store import Store
 from train.context_cache import build_context_cache, open_context_cache
 from train.data import IMAGENET_MEAN, IMAGENET_STD, context_to_crop
 
-EVAL_CROP = 256  # 2D metrics are in the pixels of a 256 crop (SPEC.md §6)
+EVAL_CROP = 256  # 2D metrics are in the pixels of a 256 crop (docs/method.md §6)
 
 
 class TestExamples(Dataset):

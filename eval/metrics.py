@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC.md §6; paper Sec. 5 and supplementary).
+"""Evaluation metrics (docs/method.md §6; paper Sec. 5 and supplementary).
 
 Units: 3D inputs are in metres and 3D errors are returned in mm; 2D inputs and outputs are pixels
 of the 256 × 256 crop. The hypotheses of an image are slot 0 = the mode (z = 0), then the random
@@ -27,7 +27,7 @@ PROTOCOLS = ("emdb", "3dpw")
 # ---------------------------------------------------------------- distribution accuracy
 
 def procrustes_align(pred: Tensor, gt: Tensor) -> Tensor:
-    """Similarity Procrustes of pred onto gt, per sample (SPEC.md §6 "PA-MPJPE").
+    """Similarity Procrustes of pred onto gt, per sample (docs/method.md §6 "PA-MPJPE").
 
     pred, gt (..., J, 3). Finds s, R (a proper rotation, det R = +1: reflections are not allowed)
     and t minimising Σ_j ‖s R p_j + t − g_j‖² (Umeyama, batched SVD); returns s R p_j + t.
@@ -54,24 +54,25 @@ def _mean_distance_mm(pred: Tensor, gt: Tensor) -> Tensor:
 
 
 def mpjpe(pred: Tensor, gt: Tensor) -> Tensor:
-    """MPJPE (SPEC.md §6): pred, gt (..., J, 3) in metres, already pelvis-centred by the caller
-    (`body.joints.center_on_pelvis`); returns (...) mean joint error in mm."""
+    """MPJPE (docs/method.md §6): pred, gt (..., J, 3) in metres, already pelvis-centred by the
+    caller (`body.joints.center_on_pelvis`); returns (...) mean joint error in mm."""
     return _mean_distance_mm(pred, gt)
 
 
 def pa_mpjpe(pred: Tensor, gt: Tensor) -> Tensor:
-    """PA-MPJPE (SPEC.md §6): MPJPE (mm) after `procrustes_align` of each sample; (...)."""
+    """PA-MPJPE (docs/method.md §6): MPJPE (mm) after `procrustes_align` of each sample; (...)."""
     return _mean_distance_mm(procrustes_align(pred, gt), gt)
 
 
 def pve(pred_verts: Tensor, gt_verts: Tensor) -> Tensor:
-    """PVE (SPEC.md §6): pred_verts, gt_verts (..., V, 3) metres, pelvis-centred by the caller;
-    returns (...) mean vertex error in mm."""
+    """PVE (docs/method.md §6): pred_verts, gt_verts (..., V, 3) metres, pelvis-centred by the
+    caller; returns (...) mean vertex error in mm."""
     return _mean_distance_mm(pred_verts, gt_verts)
 
 
 def protocol_joints(verts: Tensor, regressor: Tensor, protocol: str) -> tuple[Tensor, Tensor]:
-    """Evaluation joints and pelvis of SMPL vertices (SPEC.md §6, FORMATS.md "Body models").
+    """Evaluation joints and pelvis of SMPL vertices (docs/method.md §6, docs/formats.md
+    "Body models").
 
     verts (..., 6890, 3); regressor (J_all, 6890). protocol 'emdb': the SMPL `J_regressor`
     (24 rows), joints = all 24, pelvis = mean of hips 1 and 2. protocol '3dpw':
@@ -95,7 +96,7 @@ def protocol_joints(verts: Tensor, regressor: Tensor, protocol: str) -> tuple[Te
 
 def ground_truth_joints(verts: Tensor, fk_joints: Tensor, regressor: Tensor,
                         protocol: str) -> tuple[Tensor, Tensor]:
-    """Evaluation joints and pelvis of the ground truth (SPEC.md §6), as `protocol_joints`.
+    """Evaluation joints and pelvis of the ground truth (docs/method.md §6), as `protocol_joints`.
 
     protocol 'emdb': the gendered SMPL's own 24 forward-kinematics joints `fk_joints` (..., 24, 3)
     (EMDB's official evaluation and the reference release), pelvis = mean of hips 1 and 2; the
@@ -121,12 +122,12 @@ def coco17_of_smpl_mesh(verts: Tensor, regressor: Tensor, vertex_ids: Tensor) ->
 
 
 def min_of_n(errors: Tensor) -> Tensor:
-    """Best of N (SPEC.md §6 "minimum over 100 hypotheses"): errors (B, N) → (B,) minimum."""
+    """Best of N (docs/method.md §6 "minimum over 100 hypotheses"): errors (B, N) → (B,) minimum."""
     return errors.min(-1).values
 
 
 def min_of_n_curve(errors: Tensor, ns: Sequence[int]) -> dict[int, float]:
-    """Error against the number of hypotheses (SPEC.md §6, Fig. S1).
+    """Error against the number of hypotheses (docs/method.md §6, Fig. S1).
 
     errors (B, N_max), slot 0 = the mode (the first hypothesis). For each n in ns (1 ≤ n ≤ N_max)
     the mean over images of the minimum over the first n hypotheses; non-increasing in n.
@@ -142,7 +143,7 @@ def min_of_n_curve(errors: Tensor, ns: Sequence[int]) -> dict[int, float]:
 # ---------------------------------------------------------------- consistency and diversity
 
 def keypoint_2d_error(pred_2d: Tensor, gt_2d: Tensor, visible: Tensor) -> tuple[Tensor, int]:
-    """2DKP error (SPEC.md §6 "Consistency"): px distance pooled over every visible (image,
+    """2DKP error (docs/method.md §6 "Consistency"): px distance pooled over every visible (image,
     hypothesis, joint) triple, as the reference release (not a mean of per-image means).
 
     pred_2d (B, N, 17, 2) projected hypotheses, gt_2d (B, 17, 2), visible (B, 17) bool (detector
@@ -158,7 +159,7 @@ def keypoint_2d_error(pred_2d: Tensor, gt_2d: Tensor, visible: Tensor) -> tuple[
 
 
 def spread_3d(joints: Tensor, joints_mask: Tensor) -> Tensor:
-    """3DKP spread (SPEC.md §6 "Diversity"), a scalar in mm.
+    """3DKP spread (docs/method.md §6 "Diversity"), a scalar in mm.
 
     joints (B, N, J, 3) metres, the N hypotheses of each image; joints_mask (B, J) bool selects
     the (image, joint) pairs (visible or invisible ones). For each selected pair, the mean
@@ -211,7 +212,8 @@ def mask_distance(points_px: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def perc_in_min_dist(points_px: Tensor, masks: Tensor | np.ndarray, selected: Tensor,
                      inside: float = INSIDE_MASK_PX) -> tuple[float, float, int]:
-    """PercIn and MinDist (SPEC.md §6 "Plausibility", paper Table 2), as the reference release.
+    """PercIn and MinDist (docs/method.md §6 "Plausibility", paper Table 2), as the reference
+    release.
 
     points_px (B, N, J, 2) projected hypotheses (x, y) in 256-crop pixels, all N of them (the
     mode included); masks (B, H, W) bool person masks of the same crop; selected (B, J) bool the

@@ -1,4 +1,4 @@
-"""The evaluation protocols (SPEC.md §6): draw N hypotheses per test crop (the mode first,
+"""The evaluation protocols (docs/method.md §6): draw N hypotheses per test crop (the mode first,
 seeded), turn predicted SMPL-X meshes into SMPL meshes, and compute every metric of the paper
 against the gendered SMPL ground truth, by the rules of the datasets' official evaluation code
 and the reference release (docs/reference_fidelity.md, "Evaluation")."""
@@ -61,7 +61,8 @@ class Evaluator:
 
     @torch.no_grad()
     def smpl_vertices(self, pose6d: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-        """(B, H, 6890, 3) SMPL vertices of SMPL-X hypotheses (SPEC.md §6: the smplx2smpl map)."""
+        """(B, H, 6890, 3) SMPL vertices of SMPL-X hypotheses (docs/method.md §6: the smplx2smpl
+        map)."""
         b, h = pose6d.shape[:2]
         mats = rot6d_to_matrix(pose6d.flatten(0, 1))
         out = self.smplx(betas=betas.repeat_interleave(h, 0), global_orient=mats[:, :1],
@@ -118,7 +119,7 @@ def ground_truth_bodies(models: dict, labels, rows: np.ndarray,
 
 def curve_subset(n_rows: int, crops: int, seed: int) -> np.ndarray:
     """Sorted rows of the PVE-vs-N subset: `crops` rows drawn without replacement, seeded, over
-    the whole test set (SPEC.md §6)."""
+    the whole test set (docs/method.md §6)."""
     return np.sort(np.random.default_rng(seed).choice(n_rows, min(crops, n_rows), replace=False))
 
 
@@ -182,7 +183,7 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
 
 def plausibility(points_px: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tensor,
                  visible: torch.Tensor, min_invisible: int) -> tuple[float, float, int]:
-    """PercIn, MinDist and their point count of one batch (SPEC.md §6): every hypothesis (the
+    """PercIn, MinDist and their point count of one batch (docs/method.md §6): every hypothesis (the
     mode included) of every invisible joint of the images in the mask subset, i.e. with a person
     mask and at least `min_invisible` invisible joints. points_px (B, H, 17, 2) 256-crop px."""
     invisible = ~visible

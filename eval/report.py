@@ -19,7 +19,7 @@ from train.visualize import crop_rgb  # noqa: E402
 from . import metrics  # noqa: E402
 from .protocol import Collected  # noqa: E402
 
-# SPEC.md §6: the paper's numbers (Tables 1 and 2), mm / % / px
+# docs/method.md §6: the paper's numbers (Tables 1 and 2), mm / % / px
 PAPER = {
     "3dpw": {"best_of_100": {"mpjpe": 46.2, "pa_mpjpe": 29.8, "pve": 54.4},
              "mode": {"mpjpe": 62.2, "pa_mpjpe": 40.9, "pve": 73.9}},
@@ -35,7 +35,7 @@ def _weighted(pairs: list[tuple[float, int]]) -> float:
 
 
 def summarize(got: Collected, hypotheses: int, curve_ns: list[int]) -> dict:
-    """The metrics of SPEC.md §6 from the per-crop results."""
+    """The metrics of docs/method.md §6 from the per-crop results."""
     out: dict = {"crops": int(torch.cat(got.errors["mpjpe"]).shape[0]),
                  "hypotheses": hypotheses, "best_of_n": {}, "mode": {}}
     for name, parts in got.errors.items():

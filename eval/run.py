@@ -35,7 +35,7 @@ def resolve_checkpoint(cfg: DictConfig, checkpoint: str | None) -> Path:
 def load_model(cfg: DictConfig, ckpt: Path) -> tuple[ProbabilisticHMR, DictConfig, str]:
     """(model, its configuration, report name) of a checkpoint: ours (`.pt`, with the
     configuration it was trained with) or the reference release's Lightning `humr_best.ckpt`
-    (`.ckpt`, FORMATS.md), built with the current configuration (`profile=paper` for it)."""
+    (`.ckpt`, docs/formats.md), built with the current configuration (`profile=paper` for it)."""
     if ckpt.suffix == ".ckpt":
         model = ProbabilisticHMR(cfg, cfg.body.models)
         report = load_reference_checkpoint(model, ckpt)

@@ -1,4 +1,4 @@
-"""The wrong-person filter of the training sets (SPEC.md §2)."""
+"""The wrong-person filter of the training sets (docs/method.md §2)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""Heatmap post-processing of stage one (SPEC.md §2): multinomial samples and the DARK-UDP pose.
+"""Heatmap post-processing of stage one (docs/method.md §2): multinomial samples and the DARK-UDP
+pose.
 
 Everything works on batches of COCO heatmaps (B, J, H, W) on their own device and returns heatmap
 coordinates (column u, row v); `body.cameras.DetectorCrop.heatmap_to_image` maps them to image
@@ -24,7 +25,7 @@ from . import fixed_math
 def row_uniforms(seed: int, dataset: str, rows: Sequence[int], joints: int = 17,
                  samples: int = 150) -> np.ndarray:
     """(B, joints, samples) float64 uniforms in [0, 1); row i's block depends only on
-    (seed, dataset, i) (SPEC.md §2): one Philox stream keyed by `stable_seed` per row."""
+    (seed, dataset, i) (docs/method.md §2): one Philox stream keyed by `stable_seed` per row."""
     blocks = [np.random.Generator(np.random.Philox(key=stable_seed(seed, dataset, int(i))))
               .random((joints, samples)) for i in rows]
     return np.stack(blocks) if blocks else np.zeros((0, joints, samples))
@@ -35,7 +36,7 @@ _ROWS_PER_BLOCK = 16  # (16, 17, 3072) float64 CDFs: 7 MB
 
 @dataclass
 class HeatmapSamples:
-    """Multinomial samples of a batch of heatmaps (SPEC.md §2)."""
+    """Multinomial samples of a batch of heatmaps (docs/method.md §2)."""
 
     index: torch.Tensor  # (B, J, S) int64 flat pixel index v·W + u, sorted ascending per joint
     value: torch.Tensor  # (B, J, S) float32 raw heatmap value at each sample
@@ -56,7 +57,7 @@ def _sampling_cdf(heatmaps: torch.Tensor, min_value: float) -> torch.Tensor:
 
 def sample_heatmaps(heatmaps: torch.Tensor, uniforms: torch.Tensor,
                     min_value: float = 0.05) -> HeatmapSamples:
-    """Draw S samples with replacement per joint from heatmaps (B, J, H, W) (SPEC.md §2).
+    """Draw S samples with replacement per joint from heatmaps (B, J, H, W) (docs/method.md §2).
 
     Each heatmap is a multinomial over its pixels (weights as in `_sampling_cdf`); sample s of
     joint j is the inverse CDF of uniforms[b, j, s] (B, J, S). The samples of each joint are
@@ -146,7 +147,7 @@ def _newton_offset(logs: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
 
 def decode_dark_udp(heatmaps: torch.Tensor,
                     blur_kernel: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
-    """Highest-likelihood 2D pose of heatmaps (B, J, H, W), DARK-UDP (SPEC.md §2).
+    """Highest-likelihood 2D pose of heatmaps (B, J, H, W), DARK-UDP (docs/method.md §2).
 
     Argmax per joint (first one on ties); its raw value is the max confidence. Refinement: one
     Newton step on the log of the blurred heatmap (`_blurred_log_patch`, clamped to ≥ 1e-10) at

@@ -1,4 +1,4 @@
-"""Distance from heatmap samples to the union person mask (SPEC.md §2).
+"""Distance from heatmap samples to the union person mask (docs/method.md §2).
 
 Semantics: the distance of an image point p is the Euclidean distance, in image pixels, from its
 pixel round(p) (`body.pixels.nearest_pixel`: floor(p + 0.5)) to the nearest person

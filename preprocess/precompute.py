@@ -1,4 +1,4 @@
-"""Stage one, client side: `make precompute DATASET=…` (SPEC.md §2, stores/README.md).
+"""Stage one, client side: `make precompute DATASET=…` (docs/method.md §2, stores/README.md).
 
 Reads the dataset through its reader, creates `<stores>/<dataset>.zarr` (labels first), then
 hands every chunk that is not done yet to the Dask cluster; tasks write their own chunks and

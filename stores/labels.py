@@ -3,7 +3,7 @@
 One row per person crop, camera frame, metres and pixels. The body is
 `model(global_orient, body_pose, betas) + transl` for the row's body model (smplx's rule), with
 `pose` = [global orient, body joints] as axis-angle: 22 joints for SMPL-X rows (training sets,
-SPEC.md §1), 24 for SMPL rows (EMDB and 3DPW ground truth, gendered).
+docs/method.md §1), 24 for SMPL rows (EMDB and 3DPW ground truth, gendered).
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ SCHEMA_VERSION = 2
 NUM_JOINTS = 17
 HEATMAP_HW = (64, 48)
 
-# status/reason codes: 0 keeps the row; 1–9 skip it (bad input); 10–19 filter it (SPEC.md §2)
+# status/reason codes: 0 keeps the row; 1–9 skip it (bad input); 10–19 filter it (docs/method.md §2)
 KEPT = 0
 SKIP_IMAGE_MISSING, SKIP_IMAGE_UNREADABLE, SKIP_MASK_MISSING, SKIP_MASK_UNREADABLE, \
     SKIP_LABEL_INVALID = 1, 2, 3, 4, 5

@@ -107,7 +107,7 @@ def test_genders_differ_and_shape_directions_mean_something(body_models):
     assert (taller[:, 1].max() - taller[:, 1].min()) > 1.05 * (base[:, 1].max() - base[:, 1].min())
     girth = lambda v: (v[:, [0, 2]] - v[:, [0, 2]].mean(0)).norm(dim=1).mean()  # noqa: E731
     assert girth(wider) > 1.05 * girth(base)
-    # the 11th beta is a shape direction, not an expression direction (FORMATS.md gotcha)
+    # the 11th beta is a shape direction, not an expression direction (docs/formats.md gotcha)
     eleventh = model(betas=torch.tensor([[0.0] * 10 + [2.0]])).vertices[0]
     assert (eleventh - base).abs().max() > 1e-3
 

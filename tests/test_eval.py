@@ -114,7 +114,7 @@ def test_reference_checkpoint_evaluates_like_the_same_weights_of_ours(trained, t
         run_evaluation(trained, "synthetic-test", str(tmp_path / "partial.ckpt"))
 
 
-# ---------------------------------------------------------------- protocol rules (SPEC.md §6)
+# -------------------------------------------------------- protocol rules (docs/method.md §6)
 
 def _evaluator(cfg):
     from eval.protocol import Evaluator

@@ -174,7 +174,7 @@ def test_left_right_confusion(street):
     near = (cols - uv_r[0]) ** 2 + (rows - uv_r[1]) ** 2 <= 4.0 ** 2
     for seed in range(5):
         hm = SyntheticDetector(seed=seed)(None, [request])[0, knee_l]
-        p = np.where(hm >= 0.05, hm, 0.0)  # what the sampler keeps (SPEC.md §2)
+        p = np.where(hm >= 0.05, hm, 0.0)  # what the sampler keeps (docs/method.md §2)
         assert p[near].sum() / p.sum() > 0.1
         assert hm[near].max() > 0.4 * hm.max()
 

@@ -186,7 +186,7 @@ def test_different_k_differ_in_augmentation(examples):
     assert not torch.equal(a["image"], b["image"])
     assert not torch.equal(a["hm_samples"], b["hm_samples"])
     # the detector ran once on the original box: its confidences are the same, its keypoints
-    # are re-expressed in each augmented box (SPEC.md §5)
+    # are re-expressed in each augmented box (docs/method.md §5)
     assert not torch.equal(a["det_kp"][:, :2], b["det_kp"][:, :2])
     assert torch.equal(a["det_kp"][:, 2], b["det_kp"][:, 2])
     assert torch.equal(a["max_conf"], b["max_conf"])

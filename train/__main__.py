@@ -1,4 +1,4 @@
-"""`python -m train fit [key=value …]`: stage two (SPEC.md §3–§5).
+"""`python -m train fit [key=value …]`: stage two (docs/method.md §3–§5).
 
 Trains from the stores in `train.stores` into `<runs>/<train.run or profile>/` (checkpoints,
 tensorboard logs, config.yaml); resumes from the run's latest checkpoint when there is one.

@@ -1,11 +1,11 @@
-"""Training augmentation (SPEC.md §5): box scale jitter, truncation crop, photometric noise.
+"""Training augmentation (docs/method.md §5): box scale jitter, truncation crop, photometric noise.
 
 No rotation and no flip. Every function draws from the numpy Generator it is given (the example's
 own stream, `core.seeding.rng_for(seed, "example", k)`), so an example's augmentation depends only
 on its counter k. The constants come from `pipelines.yaml` `train:` through `Augmentation`.
 
 Box augmentation changes only the MODEL crop: the detector's 2D pose condition and the heatmap
-samples keep the original box (SPEC.md §5), which is `train/data.py`'s business.
+samples keep the original box (docs/method.md §5), which is `train/data.py`'s business.
 """
 from __future__ import annotations
 
@@ -69,8 +69,8 @@ def augment_box(rng: np.random.Generator, center, scale, cfg) -> tuple[np.ndarra
     return center, scale
 
 
-# Ranges of the photometric ops' parameters (SPEC.md names the ops, not their strengths; these
-# follow common albumentations-style settings). Candidates for `pipelines.yaml` `train:`.
+# Ranges of the photometric ops' parameters (docs/method.md names the ops, not their strengths;
+# these follow common albumentations-style settings). Candidates for `pipelines.yaml` `train:`.
 PHOTOMETRIC_RANGES = {"contrast": (0.7, 1.3), "brightness": (-30.0, 30.0),
                       "blur_sigma": (0.5, 1.5), "noise_sigma": (2.0, 8.0),
                       "jpeg_quality": (30, 90)}

@@ -1,4 +1,5 @@
-"""Image backbones of stage two (SPEC.md §3, FORMATS.md "HRNet-W48 backbone"): c_I from a crop.
+"""Image backbones of stage two (docs/method.md §3, docs/formats.md "HRNet-W48 backbone"): c_I
+from a crop.
 
 - `HRNetW48`: the BEDLAM-CLIFF image encoder, 720-D after global average pooling.
 - `SmallCNN`: the synthetic profile's few-layer encoder, so CPU training takes minutes.

@@ -1,4 +1,4 @@
-"""Checkpoints from outside the project (FORMATS.md, "HRNet-W48 backbone" and "The reference
+"""Checkpoints from outside the project (docs/formats.md, "HRNet-W48 backbone" and "The reference
 release's own files"):
 
 - `load_bedlam_cliff_backbone(hrnet, path)`: BEDLAM-CLIFF's HRNet-W48 weights
@@ -12,7 +12,7 @@ Where the names come from. The BEDLAM-CLIFF / reference HRNet (the PARE `PoseHig
 with `DOWNSAMPLE=True, USE_CONV=True`) uses the same module names as our `HRNetW48` (conv1 … stage4,
 `downsample_stage_{1,2,3}`, `None` slots kept in `transition*` and `fuse_layers`), plus a 24-joint
 `final_layer` that the 720-D output never uses: the mapping is "strip the prefix, drop
-`final_layer`". The flow layout is FORMATS.md's (FrEIA GraphINN `module_list.{2k}` coupling,
+`final_layer`". The flow layout is docs/formats.md's (FrEIA GraphINN `module_list.{2k}` coupling,
 `module_list.{2k+1}` permutation). Every other reference name in `REFERENCE_NAMES` is INFERRED
 from the reference's public source (the Lightning module keeps the network as `self.model`; its
 `Humr` has `backbone`, `joints_enc` = Linear, ReLU, Linear, `head` = `HMRShapeCamHead` with `fc1`,
@@ -20,8 +20,8 @@ from the reference's public source (the Lightning module keeps the network as `s
 checked against a real `humr_best.ckpt`.
 
 The shape/camera head is fc1 → dropout → fc2 → dropout → decshape/deccam without activations,
-in the reference as in ours (SPEC.md §3). The reference's flow subnets are Linear → Dropout → ReLU
-(ours ReLU → Dropout): the same function, since dropout only scales by a non-negative factor.
+in the reference as in ours (docs/method.md §3). The reference's flow subnets are Linear → Dropout
+→ ReLU (ours ReLU → Dropout): the same function, since dropout only scales by a non-negative factor.
 
 Files are read with `torch.load(weights_only=True)` (`train.checkpoint.read_checkpoint`): a
 Lightning checkpoint's hyper-parameters, pickled as classes of packages not installed here
@@ -47,7 +47,7 @@ from .checkpoint import read_checkpoint
 # Otherwise it is one key, made by concatenating the reference tensors along the first axis
 # (after flattening leading singleton axes to the target's rank).
 REFERENCE_NAMES: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("flow.", ("model.flow.",), "FORMATS.md"),
+    ("flow.", ("model.flow.",), "docs/formats.md"),
     ("backbone.backbone.", ("model.backbone.",), "inferred"),
     ("pose_condition.net.0.", ("model.joints_enc.0.",), "inferred"),
     ("pose_condition.net.2.", ("model.joints_enc.2.",), "inferred"),

@@ -1,4 +1,4 @@
-"""Training examples (SPEC.md §3–§5): stores + context caches -> dicts of tensors.
+"""Training examples (docs/method.md §3–§5): stores + context caches -> dicts of tensors.
 
 Addressing. An example is named by a GLOBAL COUNTER k = 0, 1, 2, … . Epoch e = k // E (E = number
 of kept rows over all stores) serves the rows of a permutation seeded by (seed, "epoch", e); all
@@ -9,9 +9,9 @@ next k. `ExampleSampler(start, rank, world_size)` yields start + rank, start + r
 after n steps of batch B on W ranks, the resume point is start + n·B·W.
 
 Mixing. Without weights, an epoch is a permutation of all kept rows (uniform over examples,
-SPEC.md §1). With per-store weights w, an epoch has round(E·w_d/Σw) slots for store d (largest
-remainders), filled by the store's own permutations (repeated when the quota exceeds its rows),
-and the slots are shuffled.
+docs/method.md §1). With per-store weights w, an epoch has round(E·w_d/Σw) slots for store d
+(largest remainders), filled by the store's own permutations (repeated when the quota exceeds its
+rows), and the slots are shuffled.
 
 Per example (dict of tensors; 2D coordinates crop-normalised with `body.cameras.crop_normalize`
 to the AUGMENTED model box, [−1, 1] over the square, unless noted):
@@ -38,8 +38,8 @@ to the AUGMENTED model box, [−1, 1] over the square, unless noted):
 image px through `DetectorCrop(original box).heatmap_to_image` → the augmented crop.
 `hm_inside`: the stored mask distance ≤ `sampling.outside_mask_distance_px` (0.71).
 `det_kp`: the detector ran once, in stage one, on the original box; like every other 2D quantity
-its keypoints are re-expressed in the augmented box (SPEC.md §5, the reference release), so the
-condition never contradicts the image and the targets under jitter or truncation.
+its keypoints are re-expressed in the augmented box (docs/method.md §5, the reference release), so
+the condition never contradicts the image and the targets under jitter or truncation.
 `mask`: the warped union mask dilated by a 3 × 3 kernel `losses.mask_dilation_iterations` times
 (3, the reference release), on the fly at crop resolution (≈ 20 µs; the context cache keeps the
 undilated mask, one definition of the training mask here).
@@ -91,7 +91,7 @@ class ExampleSettings:
     heatmap_samples: int = 25
     inside_px: float = INSIDE_MASK_PX  # a sample is inside the mask at distance <= this
     seed: int = 0
-    mask_dilation: int = 3  # 3 × 3 dilations of the training mask (SPEC.md §4 "Mask loss")
+    mask_dilation: int = 3  # 3 × 3 dilations of the training mask (docs/method.md §4 "Mask loss")
     augment: Augmentation = field(default_factory=Augmentation)
 
     @classmethod

@@ -1,9 +1,10 @@
-"""The conditional normalizing flow over the 132-D pose (SPEC.md §3, paper Sec. 3 and 4.1).
+"""The conditional normalizing flow over the 132-D pose (docs/method.md §3, paper Sec. 3 and 4.1).
 
 Eight GLOW-style affine coupling blocks, each followed by a fixed random permutation, map a pose
 x to a latent z with a standard normal base; samples are x = f⁻¹(z, c), the mode is f⁻¹(0, c).
 The blocks are written here, not imported from FrEIA: a small, exact block whose state_dict
-matches the reference release's FrEIA GraphINN checkpoint (FORMATS.md, last section) key for key.
+matches the reference release's FrEIA GraphINN checkpoint (docs/formats.md, "The reference
+release's own files") key for key.
 
 Semantics follow FrEIA's `GLOWCouplingBlock` and `PermuteRandom(seed=k)` exactly, including the
 literal 0.636 of its soft clamp and its order of operations. For an odd `dim` the first half
@@ -49,7 +50,8 @@ def _with_condition(u: Tensor, c: Tensor | None) -> Tensor:
 
 
 class CouplingBlock(nn.Module):
-    """Conditional two-sided affine coupling, FrEIA `GLOWCouplingBlock` semantics (SPEC.md §3).
+    """Conditional two-sided affine coupling, FrEIA `GLOWCouplingBlock` semantics
+    (docs/method.md §3).
 
     x = [x1, x2] (x1 = first dim // 2 entries); (s2, t2) = subnet2([x2, c]),
     y1 = x1 · exp(e(s2)) + t2; (s1, t1) = subnet1([y1, c]), y2 = x2 · exp(e(s1)) + t1; each subnet
@@ -138,11 +140,11 @@ class DiagonalScaling(nn.Module):
 
 
 class ConditionalFlow(nn.Module):
-    """p(x | c) with a N(0, I) base: blocks × (CouplingBlock, Permutation) (SPEC.md §3).
+    """p(x | c) with a N(0, I) base: blocks × (CouplingBlock, Permutation) (docs/method.md §3).
 
     `module_list` = [block_0, perm_0, block_1, perm_1, …], permutation k seeded with k, so the
     state_dict keys are FrEIA GraphINN's `module_list.{2k}.subnet{1,2}.{0,3,6}.{weight,bias}` and
-    `module_list.{2k+1}.perm` / `.perm_inv` (FORMATS.md). `forward` maps x → z.
+    `module_list.{2k+1}.perm` / `.perm_inv` (docs/formats.md). `forward` maps x → z.
     `volume_preserving=True` is NICE (Table 3's ProHMR rows): additive couplings and NICE's
     diagonal scaling as the last module.
     """
@@ -201,7 +203,7 @@ class ConditionalFlow(nn.Module):
         return self._decode(self._latents(c, n, generator), c)
 
     def mode(self, c: Tensor) -> Tensor:
-        """The sample at latent z = 0 (SPEC.md §3: the mode), (B, dim)."""
+        """The sample at latent z = 0 (docs/method.md §3: the mode), (B, dim)."""
         z = c.new_zeros(c.shape[0], self.dim)
         return self.inverse(z, c)[0]
 

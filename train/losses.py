@@ -1,4 +1,4 @@
-"""Stage-two losses (SPEC.md §4; paper Sec. 4.2-4.4, Eq. 4-8).
+"""Stage-two losses (docs/method.md §4; paper Sec. 4.2-4.4, Eq. 4-8).
 
 Conventions of the inputs. All 2D coordinates are normalised to the model crop, [−1, 1] over the
 square box, x horizontal (columns) and y vertical (rows). B images; the hypotheses of an image
@@ -29,7 +29,7 @@ NUM_COCO = 17
 
 
 def nll_loss(log_prob: Tensor, dim: int = 132) -> Tensor:
-    """NLL of the ground-truth pose per dimension (SPEC.md §4 "NLL", paper Eq. 5).
+    """NLL of the ground-truth pose per dimension (docs/method.md §4 "NLL", paper Eq. 5).
 
     −mean(log_prob) / dim, with log_prob (B,) = log p(θ̂ + ε | c) of the flattened 22 × 6 = 132-D
     ground-truth 6D pose. The caller adds the Gaussian noise ε (std `losses.nll_noise`) first.
@@ -38,7 +38,7 @@ def nll_loss(log_prob: Tensor, dim: int = 132) -> Tensor:
 
 
 def betas_loss(pred_betas: Tensor, gt_betas: Tensor) -> Tensor:
-    """Shape loss on the mode (SPEC.md §4 "β", paper Eq. 5): mean over images of ‖β − β̂‖².
+    """Shape loss on the mode (docs/method.md §4 "β", paper Eq. 5): mean over images of ‖β − β̂‖².
 
     pred_betas, gt_betas (B, 11); the squared error is summed over the betas.
     """
@@ -46,7 +46,7 @@ def betas_loss(pred_betas: Tensor, gt_betas: Tensor) -> Tensor:
 
 
 def keypoints_2d_loss(pred_body2d_mode: Tensor, gt_body2d: Tensor, valid: Tensor) -> Tensor:
-    """L1 reprojection loss of the mode only (SPEC.md §4 "2D", paper Eq. 6).
+    """L1 reprojection loss of the mode only (docs/method.md §4 "2D", paper Eq. 6).
 
     pred_body2d_mode (B, 24, 2) projected joints of slot 0; gt_body2d (B, 24, 2); valid (B, 24)
     bool. |pred − gt| SUMMED over the valid joints × 2 coordinates, divided by B (the reference
@@ -82,7 +82,7 @@ def supervised_2d_joints(gt_in_crop: Tensor, max_conf: Tensor, visible_only: boo
 
 
 def orth_loss(pred_pose6d: Tensor) -> Tensor:
-    """Orthonormality of the 6D rotations (SPEC.md §4 "orth", paper Sec. 4.4, ProHMR).
+    """Orthonormality of the 6D rotations (docs/method.md §4 "orth", paper Sec. 4.4, ProHMR).
 
     pred_pose6d (B, 1 + N, J, 6): the two ROWS A (2 × 3) of each rotation (body/rotations.py),
     slot 0 the mode, slots 1..N the random samples. The mean over all entries of (A·Aᵀ − I₂)² of
@@ -97,7 +97,7 @@ def orth_loss(pred_pose6d: Tensor) -> Tensor:
 
 
 def camera_loss(cam_scale: Tensor, scale_factor: float = 10.0) -> Tensor:
-    """Keeps the weak-perspective scale positive (SPEC.md §4 "camera"): mean(exp(−f·s)²).
+    """Keeps the weak-perspective scale positive (docs/method.md §4 "camera"): mean(exp(−f·s)²).
 
     cam_scale (B,) or any shape; f = `losses.camera_scale_factor` (10).
     """
@@ -105,7 +105,7 @@ def camera_loss(cam_scale: Tensor, scale_factor: float = 10.0) -> Tensor:
 
 
 def _highly_articulated(device: torch.device) -> Tensor:
-    """(17,) bool: the COCO joints whose MMD target may be heatmap samples (SPEC.md §4)."""
+    """(17,) bool: the COCO joints whose MMD target may be heatmap samples (docs/method.md §4)."""
     flags = torch.zeros(NUM_COCO, dtype=torch.bool, device=device)
     flags[list(COCO17_HIGHLY_ARTICULATED)] = True
     return flags
@@ -114,7 +114,7 @@ def _highly_articulated(device: torch.device) -> Tensor:
 def mmd_targets(gt_coco: Tensor, hm_samples: Tensor, max_conf: Tensor, gt_in_fov: Tensor,
                 gt_in_crop: Tensor, uncertain_conf: float = 0.7, min_conf: float = 0.15,
                 invisible_conf: float = 0.5) -> tuple[Tensor, Tensor]:
-    """Target sets and weights of the joint-wise MMD (SPEC.md §4 "MMD", paper Sec. 4.2, 5).
+    """Target sets and weights of the joint-wise MMD (docs/method.md §4 "MMD", paper Sec. 4.2, 5).
 
     gt_coco (B, 17, 2); hm_samples (B, 17, M, 2) heatmap samples; max_conf (B, 17) detector
     maximum confidence; gt_in_fov (B, 17) bool, the ground truth lies in the detector's field of
@@ -153,7 +153,7 @@ def imq_kernel(a: Tensor, b: Tensor, scales: Sequence[float] = MMD_KERNEL_SCALES
 
 def mmd_loss(pred: Tensor, target: Tensor, weight: Tensor,
              scales: Sequence[float] = MMD_KERNEL_SCALES, unbiased: bool = True) -> Tensor:
-    """Joint-wise squared MMD between flow samples and targets (SPEC.md §4, paper Eq. 4, 8).
+    """Joint-wise squared MMD between flow samples and targets (docs/method.md §4, paper Eq. 4, 8).
 
     pred (B, 17, N, 2) projected COCO joints of the N random samples (mode excluded); target
     (B, 17, M, 2) from `mmd_targets`; weight (B, 17). Per image and joint
@@ -189,7 +189,7 @@ def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
               hm_inside: Tensor, gt_coco: Tensor, gt_in_crop: Tensor, mask: Tensor,
               use_mask: Tensor, invisible_conf: float = 0.5,
               inside_px: float = INSIDE_MASK_PX) -> Tensor:
-    """Penalises samples of invisible joints that land off the person (SPEC.md §4, Sec. 4.3).
+    """Penalises samples of invisible joints that land off the person (docs/method.md §4, Sec. 4.3).
 
     pred_coco_samples (B, 17, N, 2) projected COCO joints of the N random samples; max_conf
     (B, 17); hm_samples (B, 17, M, 2) and hm_inside (B, 17, M) bool (sample inside the union
@@ -237,7 +237,8 @@ def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
 
 
 def total_loss(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
-    """Σ weight · term over the names in `terms` (SPEC.md §4 table; paper Sec. 4.4, overall loss).
+    """Σ weight · term over the names in `terms` (docs/method.md §4 table; paper Sec. 4.4, overall
+    loss).
 
     weights: e.g. pipelines.yaml `loss_weights`; names are `LOSS_NAMES`. A term without a weight
     raises KeyError naming it (a weight without a term is allowed: the term is switched off).

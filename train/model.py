@@ -1,5 +1,5 @@
-"""The model of stage two (SPEC.md §3, paper Sec. 3–4): a frozen image backbone, the 2D-pose and
-bounding-box conditions, the conditional normalizing flow over 22 SMPL-X joint rotations (6D),
+"""The model of stage two (docs/method.md §3, paper Sec. 3–4): a frozen image backbone, the 2D-pose
+and bounding-box conditions, the conditional normalizing flow over 22 SMPL-X joint rotations (6D),
 an HMR-style iterative shape/camera head, SMPL-X joints through the fast path, and the CLIFF
 camera that projects them into the full image and back into the crop."""
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Hypotheses:
 
 
 class PoseCondition(nn.Module):
-    """c_P: MLP 51 → 512 → ReLU → 256 on the detector's 17 × (x, y, conf) (SPEC.md §3)."""
+    """c_P: MLP 51 → 512 → ReLU → 256 on the detector's 17 × (x, y, conf) (docs/method.md §3)."""
 
     def __init__(self, sizes: tuple[int, ...]) -> None:
         super().__init__()
@@ -56,7 +56,7 @@ class PoseCondition(nn.Module):
 
 
 class ShapeCameraHead(nn.Module):
-    """HMR iterative regressor (SPEC.md §3): [features, β, cam] → 1024 → dropout → 1024 →
+    """HMR iterative regressor (docs/method.md §3): [features, β, cam] → 1024 → dropout → 1024 →
     dropout → residual (β, cam), 3 iterations from the mean parameters. Linear layers without
     activations in between, as in HMR and the reference release."""
 
@@ -126,7 +126,8 @@ class ProbabilisticHMR(nn.Module):
 
     def project(self, pose6d: torch.Tensor, betas: torch.Tensor, cam: torch.Tensor, batch: dict,
                 log_prob: torch.Tensor | None = None) -> Hypotheses:
-        """Joints of every hypothesis, through the CLIFF camera into the crop (SPEC.md §3)."""
+        """Joints of every hypothesis, through the CLIFF camera into the crop
+        (docs/method.md §3)."""
         b, h = pose6d.shape[:2]
         rot = rot6d_to_matrix(pose6d).flatten(0, 1)
         joints = self.body(betas.repeat_interleave(h, 0), rot).unflatten(0, (b, h))

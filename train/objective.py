@@ -1,4 +1,4 @@
-"""The training objective (SPEC.md §4): every loss term of one step, from a batch and the
+"""The training objective (docs/method.md §4): every loss term of one step, from a batch and the
 model's hypotheses; the weights come from `loss_weights` in pipelines.yaml."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The training loop of stage two (SPEC.md §5): AdamW, any device, AMP on CUDA, DDP through
+"""The training loop of stage two (docs/method.md §5): AdamW, any device, AMP on CUDA, DDP through
 torchrun, checkpoints every N steps and on SIGTERM, exact resume, a NaN/Inf guard, tensorboard,
 a progress bar, the resolved config saved with the run.
 

@@ -1,4 +1,4 @@
-"""Write the SYNTHETIC body model in the real file layouts (FORMATS.md "Body models").
+"""Write the SYNTHETIC body model in the real file layouts (docs/formats.md "Body models").
 
     <root>/smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl     chumpy-style latin-1 pickles (as shipped)
     <root>/smplx/SMPLX_{NEUTRAL,MALE,FEMALE}.npz   the 13+ keys smplx needs, 300 + 100 shape layout
@@ -114,7 +114,7 @@ def _face_landmarks(body: _Body, count: int) -> np.ndarray:
 def _write_smplx(root: Path, body: _Body, gender: str) -> Path:
     path = root / "smplx" / f"SMPLX_{gender.upper()}.npz"
     n_v = len(body.mesh.vertices)
-    shapedirs = np.zeros((n_v, 3, 400), np.float32)  # 300 shape + 100 expression (FORMATS.md)
+    shapedirs = np.zeros((n_v, 3, 400), np.float32)  # 300 shape + 100 expression (docs/formats.md)
     shapedirs[:, :, :11] = body.shapedirs
     jaw = body.mesh.part == 22
     shapedirs[jaw, 1, 300] = -0.01  # one expression direction: mouth open

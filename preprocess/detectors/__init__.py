@@ -1,4 +1,4 @@
-"""2D pose detector backends (SPEC.md §2): `make_detector(name, **options)`.
+"""2D pose detector backends (docs/method.md §2): `make_detector(name, **options)`.
 
 Backends: `synthetic` (a simulated, uncertain ViTPose that reads the synthetic world's scene
 side-car files, docs/synthetic_world.md).

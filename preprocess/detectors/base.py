@@ -1,4 +1,5 @@
-"""The interface every 2D pose detector backend shares (SPEC.md §2, FORMATS.md "ViTPose").
+"""The interface every 2D pose detector backend shares (docs/method.md §2, docs/formats.md
+"ViTPose").
 
 A backend is a callable that turns a batch of 256×192 detector inputs (`DetectorCrop.crop`) into
 17 COCO heatmaps of 64×48 on the UDP grid of `body.cameras.DetectorCrop`. Each input comes with

@@ -10,7 +10,7 @@ The heatmaps follow a real ViTPose's conventions (17 × 64 × 48 on the UDP grid
   people with visible pixels in the field of view, the one maximising (visible pixels in the
   field of view) × exp(−d² / 2(`centrality`·b)²), d the distance of those pixels' centroid from
   the box centre, b the box side. A person mostly hidden behind another loses its box to the
-  other one: the wrong-person filter of SPEC.md §2 gets real work. Nobody visible: low, broad
+  other one: the wrong-person filter of docs/method.md §2 gets real work. Nobody visible: low, broad
   heatmaps (max < 0.2).
 - Visible joints in the field of view: one sharp Gaussian (σ = `visible_sigma`, ViTPose's training
   targets) at the true position + jitter (σ = `jitter` heatmap px, clipped at ±0.4), peak

@@ -1,4 +1,5 @@
-"""The `vitpose` detector backend: the paper's ViTPose (SPEC.md §1–2, FORMATS.md "ViTPose").
+"""The `vitpose` detector backend: the paper's ViTPose (docs/method.md §1–2, docs/formats.md
+"ViTPose").
 
 Runs a real ViTPose top-down model through Hugging Face `transformers`
 (`VitPoseForPoseEstimation`, torch only, no torchvision). `transformers` is an optional
@@ -38,7 +39,7 @@ heatmap about its centre 23.5 (column u → 47 − u): an array reversal. The 1-
 non-UDP (MSRA) recipe only corrects the half-pixel misalignment of its `u·W/W_h` grid.
 
 Why not mmpose/mmcv as the default. Running ViTPose through mmpose 1.3.2 on this stack was
-measured (FORMATS.md): it needs torchvision, whose install swaps the CPU torch for a 6 GB CUDA
+measured (docs/formats.md): it needs torchvision, whose install swaps the CPU torch for a 6 GB CUDA
 build; it pulls mmdet and mmpretrain; chumpy must be kept out (it does not install on Python
 3.11 / numpy 2); xtcocotools must be rebuilt; and mmcv needs a patched source build of 14
 minutes. The ViT backbone and the classic heatmap head are a few hundred lines that

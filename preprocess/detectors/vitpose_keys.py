@@ -1,7 +1,7 @@
 """ViTPose checkpoint keys: original (mmpose 0.x) layout → Hugging Face `VitPoseForPoseEstimation`.
 
 Pure torch, no `transformers`: the `vitpose` backend builds the model, this module only renames,
-splits and checks tensors (FORMATS.md "ViTPose", both layouts). Original → Hugging Face:
+splits and checks tensors (docs/formats.md "ViTPose", both layouts). Original → Hugging Face:
 
 - `backbone.patch_embed.proj.*` → `backbone.embeddings.patch_embeddings.projection.*`
 - `backbone.pos_embed` (1, 1 + patches, C) → `backbone.embeddings.position_embeddings`, same

@@ -1,8 +1,9 @@
-"""AGORA in the BEDLAM-CLIFF label layout → normalised rows (FORMATS.md "BEDLAM / AGORA labels").
+"""AGORA in the BEDLAM-CLIFF label layout → normalised rows (docs/formats.md
+"BEDLAM / AGORA labels").
 
 The label files have the BEDLAM keys (bedlam.py) with 10 betas in `shape`; an 11th zero is padded
-(the 11-beta SMPL-X of the paper, FORMATS.md). Supported layout, every directory an argument and
-relative to `root`:
+(the 11-beta SMPL-X of the paper, docs/formats.md). Supported layout, every directory an argument
+and relative to `root`:
 
     <root>/<label_dir>/<file>.npz                  label_dir "processed_labels",
                                                    files ("agora-bfh", "agora-body")

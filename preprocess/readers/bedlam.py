@@ -1,4 +1,4 @@
-"""BEDLAM-CLIFF label files → normalised rows (FORMATS.md "BEDLAM / AGORA labels").
+"""BEDLAM-CLIFF label files → normalised rows (docs/formats.md "BEDLAM / AGORA labels").
 
 `<root>/processed_labels/<folder>.npz`, images `<root>/images/<folder>/png/<imgname>`, masks
 `<root>/images/<folder>/masks/<imgname stem>_env.png` (people dark < 127.5). Camera-frame body =

@@ -1,4 +1,4 @@
-"""EMDB sequence files → normalised rows (FORMATS.md "EMDB").
+"""EMDB sequence files → normalised rows (docs/formats.md "EMDB").
 
 `<root>/P*/<seq>/P*_<seq>_data.pkl`: gendered SMPL in the world frame, world→camera extrinsics
 per frame, `good_frames_mask`, boxes; images `images/%05d.jpg`, person masks `masks/%05d.png`

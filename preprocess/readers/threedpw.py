@@ -1,4 +1,4 @@
-"""3DPW sequence files → normalised rows (FORMATS.md "3DPW").
+"""3DPW sequence files → normalised rows (docs/formats.md "3DPW").
 
     <root>/sequenceFiles/{train,validation,test}/<seq>.pkl   latin-1 pickles
     <root>/imageFiles/<seq>/image_%05d.jpg                   frame k is image img_frame_ids[k]

@@ -1,4 +1,4 @@
-"""The synthetic training set in the AGORA layout (readers/agora.py, FORMATS.md).
+"""The synthetic training set in the AGORA layout (readers/agora.py, docs/formats.md).
 
 The BEDLAM writer's scenes (bedlam_layout.py) with AGORA's differences: SMPL-X with 10 betas
 (`shape` (N, 10); the 11-beta reader pads a zero, the same body), flat image names under

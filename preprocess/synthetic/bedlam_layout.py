@@ -1,4 +1,4 @@
-"""The synthetic training set in the BEDLAM-CLIFF layout (FORMATS.md, docs/synthetic_world.md).
+"""The synthetic training set in the BEDLAM-CLIFF layout (docs/formats.md, docs/synthetic_world.md).
 
 One label `.npz` per image folder, one row per person per image; PNG images; `_env.png` union
 person masks (people dark, environment white); the simulated detector's scene side-car.

@@ -1,4 +1,4 @@
-"""The synthetic test set in the EMDB layout (FORMATS.md, docs/synthetic_world.md).
+"""The synthetic test set in the EMDB layout (docs/formats.md, docs/synthetic_world.md).
 
 A sequence follows one gendered SMPL subject through smoothly interpolated poses along a straight
 path (sometimes out of view or behind an object), with an optional second person walking past.

@@ -1,4 +1,4 @@
-"""The synthetic 3DPW layout (readers/threedpw.py, FORMATS.md "3DPW").
+"""The synthetic 3DPW layout (readers/threedpw.py, docs/formats.md "3DPW").
 
 A sequence follows 1–2 gendered SMPL actors (two in every even-numbered sequence) through
 slerped key poses along straight image-space paths, filmed by a slowly panning, drifting camera
