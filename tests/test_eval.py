@@ -90,13 +90,13 @@ def test_model_mode_is_the_first_hypothesis(trained):
 def test_reference_checkpoint_evaluates_like_the_same_weights_of_ours(trained, tmp_path):
     """`make eval-emdb CKPT=humr_best.ckpt`: our trained weights saved under the reference
     release's Lightning names give exactly the report of our own checkpoint."""
-    from train.checkpoint import latest_checkpoint
+    from train.checkpoint import latest_checkpoint, read_checkpoint
 
     from .test_checkpoints_external import to_reference_names
 
     ours = latest_checkpoint(trainer.run_dir(trained))
     model = ProbabilisticHMR(trained, trained.body.models)
-    model.load_state_dict(torch.load(ours, weights_only=False)["model"])
+    model.load_state_dict(read_checkpoint(ours)["model"])
     torch.save({"state_dict": to_reference_names(model), "epoch": 1},
                tmp_path / "humr_best.ckpt")
     out = run_evaluation(trained, "synthetic-test", str(tmp_path / "humr_best.ckpt"))

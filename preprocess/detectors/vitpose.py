@@ -118,10 +118,8 @@ def _load_file(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f"{path}: the checkpoint holds Python objects besides tensors, which are not "
-            "unpickled (weights_only=True). If you trust the file, keep its tensors only: "
-            "python -c \"import torch; c = torch.load('IN', weights_only=False); "
-            "torch.save(c.get('state_dict', c), 'OUT')\"") from err
+            f"{path}: refusing to unpickle it: it holds Python objects besides tensors "
+            f"(weights_only=True; {str(err).splitlines()[0]})") from err
 
 
 def _num_heads_from_meta(checkpoint) -> int | None:

@@ -40,6 +40,8 @@ from typing import Mapping
 
 import torch
 
+from core.errors import BadFileError
+
 # mmpose 0.x checkpoints saved by mmcv: {"meta": …, "state_dict": …, "optimizer": …}
 STATE_DICT_KEYS = ("state_dict", "model")
 
@@ -82,7 +84,7 @@ _DROPPED = ("backbone.cls_token",)
 _RE_HF_LAYER = re.compile(r"backbone\.encoder\.layer\.(\d+)\.(.+)")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BadFileError):
     """A ViTPose checkpoint whose layout or keys do not fit."""
 
 
