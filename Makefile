@@ -32,10 +32,10 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(PY) -m flake8 core body stores preprocess train eval benchmarks tests
+	$(PY) -m flake8 core body stores synthetic preprocess train eval benchmarks tests
 
 body-models: setup
-	$(PY) -m body synthesize --out $(DATA)/raw/body_models/synthetic
+	$(PY) -m synthetic body-models --out $(DATA)/raw/body_models/synthetic
 
 bench: setup
 	$(PY) -m benchmarks --out $(DATA)/reports/bench

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from body.synthetic import write_synthetic_body_models
+from synthetic.body_models import write_synthetic_body_models
 from core.cli import ArgumentParser, run_cli
 from core.errors import MissingFileError
 

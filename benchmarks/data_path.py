@@ -42,7 +42,7 @@ FRAMES = {"1280x720": (1280, 720), "640x360": (640, 360)}
 def make_store(body_models: Path, tmp: Path, frame: tuple[int, int]) -> Path:
     """A small synthetic world with frames of `frame` (W, H), precomputed: its training store."""
     from preprocess.precompute import precompute
-    from preprocess.synthetic import world
+    from synthetic import world
 
     size = [f"synthetic.bedlam.image_size=[{frame[0]},{frame[1]}]"]
     cfg = load_config(WORLD + size + [f"synthetic.root={tmp / 'synthetic'}"])

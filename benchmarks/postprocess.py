@@ -34,14 +34,14 @@ from scipy.spatial.distance import cdist
 
 from body.cameras import DetectorCrop
 from core.config import load_config
-from preprocess.detectors.base import CropRequest
-from preprocess.detectors.synthetic import SyntheticDetector
+from body.detector import CropRequest
+from synthetic.detector import SyntheticDetector
 from preprocess.filtering import filter_reasons
 from preprocess.heatmaps import decode_dark_udp, index_to_uv, row_uniforms, sample_heatmaps
 from preprocess.mask_distance import DistanceField
 from preprocess.readers import MASK_RULES, read_bedlam
 from stores.masks import union_mask
-from preprocess.synthetic import world
+from synthetic import world
 from stores.labels import LabelRows
 from stores.schema import KEPT
 from stores.store import Store

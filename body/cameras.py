@@ -147,6 +147,36 @@ class DetectorCrop:
         """Image points (..., N, 2) -> heatmap pixels (column, row) (..., N, 2)."""
         return self._to_grid(xy, self.HEATMAP_HW)
 
+    @classmethod
+    def index_to_heatmap(cls, index: Array) -> Array:
+        """Flat heatmap indices v·W + u (...) -> heatmap pixels (column u, row v) (..., 2):
+        float64 for numpy, float32 for torch. The stores persist heatmap samples this way."""
+        width = cls.HEATMAP_HW[1]
+        if isinstance(index, torch.Tensor):
+            return torch.stack([index % width, torch.div(index, width, rounding_mode="floor")],
+                               -1).float()
+        index = np.asarray(index, np.int64)
+        return np.stack([index % width, index // width], -1).astype(np.float64)
+
+    @classmethod
+    def heatmap_to_index(cls, uv: Array) -> Array:
+        """Heatmap pixels (column, row) (..., 2) -> flat index v·W + u of the nearest pixel
+        (rounded half to even, clipped to the grid); int64."""
+        h, w = cls.HEATMAP_HW
+        lib = _xp(uv)
+        u = lib.clip(lib.round(uv[..., 0]), 0, w - 1)
+        v = lib.clip(lib.round(uv[..., 1]), 0, h - 1)
+        index = v * w + u
+        return index.long() if lib is torch else index.astype(np.int64)
+
+    def index_to_image(self, index: Array) -> Array:
+        """Flat heatmap indices (..., N) -> image points (..., N, 2) (the pixel centres)."""
+        return self.heatmap_to_image(self.index_to_heatmap(index))
+
+    def image_to_index(self, xy: Array) -> Array:
+        """Image points (..., N, 2) -> flat index (..., N) of the nearest heatmap pixel."""
+        return self.heatmap_to_index(self.image_to_heatmap(xy))
+
     def input_to_image(self, ij: Array) -> Array:
         """Detector-input pixels (column i, row j) (..., N, 2) -> image points (..., N, 2)."""
         return self._from_grid(ij, self.INPUT_HW)

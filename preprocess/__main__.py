@@ -24,8 +24,8 @@ from core.errors import UnknownNameError
 
 def _data(args: argparse.Namespace) -> int:
     from .readers import read_bedlam
-    from .synthetic.contact_sheet import write_contact_sheet
-    from .synthetic.world import generate_world, is_complete, manifest, summary
+    from .contact_sheet import write_contact_sheet
+    from synthetic.world import generate_world, is_complete, manifest, summary
 
     if args.dataset != "synthetic":
         raise UnknownNameError(f"make data: only DATASET=synthetic is generated; real datasets "
@@ -54,7 +54,7 @@ def _precompute(args: argparse.Namespace) -> int:
     from stores.verify import verify
 
     from .precompute import dataset_names, format_summary, precompute
-    from .synthetic.world import generate_world, is_complete
+    from synthetic.world import generate_world, is_complete
 
     cfg = load_config(args.overrides)
     names = dataset_names(cfg, args.dataset)

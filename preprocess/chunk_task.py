@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from body.cameras import DetectorCrop
+from body.detector import CropRequest
 from stores.labels import LabelRows
 from stores.masks import union_mask
 from stores.schema import (
@@ -25,7 +26,6 @@ from stores.schema import (
 from stores.store import Store
 
 from .detectors import make_detector
-from .detectors.base import CropRequest
 from .filtering import filter_reasons
 from .heatmaps import decode_dark_udp, index_to_uv, row_uniforms, sample_heatmaps
 from .mask_distance import DistanceField

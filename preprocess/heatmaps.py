@@ -17,9 +17,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from core import fixed_math
 from core.seeding import stable_seed
-
-from . import fixed_math
 
 
 def row_uniforms(seed: int, dataset: str, rows: Sequence[int], joints: int = 17,

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from body.synthetic import write_synthetic_body_models
+from synthetic.body_models import write_synthetic_body_models
 from core.config import load_config
-from preprocess.synthetic import world
+from synthetic import world
 
 # a small synthetic world: 20 training images (BEDLAM layout), 2 EMDB-layout sequences, 4 AGORA-
 # layout images, one 3DPW-layout sequence per split

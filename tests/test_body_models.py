@@ -16,7 +16,7 @@ from body.models import (
     smplx_path,
 )
 from body.rotations import axis_angle_to_matrix
-from body.synthetic import SYNTHETIC_NOTE, write_chumpy_pickle
+from synthetic.body_models import SYNTHETIC_NOTE, write_chumpy_pickle
 
 
 def _random_aa(n_rows, n_joints, seed, scale=0.6):

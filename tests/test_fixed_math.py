@@ -1,10 +1,10 @@
-"""Tests of preprocess/fixed_math.py against the C library (math) as an independent oracle."""
+"""Tests of core/fixed_math.py against the C library (math) as an independent oracle."""
 import math
 
 import numpy as np
 import torch
 
-from preprocess import fixed_math
+from core import fixed_math
 
 ULP = np.finfo(np.float64).eps
 

@@ -1,11 +1,11 @@
-"""Tests of body/raster.py: a brute-force reference, hand-computed rectangles, watertightness,
+"""Tests of synthetic/raster.py: a brute-force reference, hand-computed rectangles, watertightness,
 perspective-correct depth, the near plane, tie rules and shading."""
 import numpy as np
 import pytest
 from scipy.spatial import ConvexHull
 
-from body import raster
-from body.raster import project, rasterize, shade
+from synthetic import raster
+from synthetic.raster import project, rasterize
 
 W, H = 40, 30
 # dyadic focal length and centre: points built from pixel coordinates project back exactly
@@ -235,21 +235,3 @@ def test_full_image_occluder_and_empty_scenes():
     for meshes in ([], [offscreen], [(np.zeros((0, 3)), np.zeros((0, 3), int))]):
         r = rasterize(meshes, K, W, H)
         assert r.depth.shape == (H, W) and not r.covered.any() and np.isinf(r.depth).all()
-
-
-def test_shade_lambertian_by_hand():
-    meshes = [square(4.5, 24.5, 5.5, 20.5, 2.0), square(14.5, 34.5, 10.5, 25.5, 3.0, flip=True)]
-    r = rasterize(meshes, K, W, H)
-    colors = np.array([[200, 100, 50], [0, 255, 255]], np.uint8)
-    image, covered = shade(r, meshes, K, colors)
-    light = np.array([0.3, -0.5, -1.0])
-    intensity = 0.35 + 0.65 * abs(light[2]) / np.linalg.norm(light)  # normals ±z
-    assert image.dtype == np.float32 and image.shape == (H, W, 3)
-    np.testing.assert_array_equal(covered, r.covered)
-    np.testing.assert_allclose(image[10, 10], colors[0] / 255 * intensity, rtol=1e-6)
-    np.testing.assert_allclose(image[24, 30], colors[1] / 255 * intensity, rtol=1e-6)
-    assert (image[~covered] == 0).all()
-    same, _ = shade(r, meshes, K, colors / 255.0)
-    np.testing.assert_allclose(same, image, rtol=1e-6)
-    side, _ = shade(r, meshes, K, colors, light_dir=(1.0, 0.0, 0.0), ambient=0.2)
-    np.testing.assert_allclose(side[covered], (colors[r.mesh[covered]] / 255 * 0.2), rtol=1e-6)

@@ -10,16 +10,16 @@ import pytest
 from body.cameras import box_from_keypoints, perspective_projection
 from body.joints import SMPL_TO_COCO17, SMPLX_TO_COCO17
 from body.models import load_smpl, load_smplx
-from preprocess.detectors.base import CropRequest
-from preprocess.detectors.synthetic import SyntheticDetector
+from body.detector import CropRequest
+from synthetic.detector import SyntheticDetector
 from preprocess.readers import MASK_RULES, READERS, read_3dpw, read_agora
 from preprocess.readers.body import posed_body
 from preprocess.readers.threedpw import world_to_camera
-from preprocess.synthetic.agora_layout import MASK_SUFFIX, write_agora_like
-from preprocess.synthetic.bedlam_layout import LABEL_KEYS
-from preprocess.synthetic.people import pose_people
-from preprocess.synthetic.sidecar import sidecar_path
-from preprocess.synthetic.threedpw_layout import FITS_PATH, SMPL_TO_OP18, write_3dpw_like
+from synthetic.agora_layout import MASK_SUFFIX, write_agora_like
+from synthetic.bedlam_layout import LABEL_KEYS
+from synthetic.people import pose_people
+from synthetic.sidecar import sidecar_path
+from synthetic.threedpw_layout import FITS_PATH, SMPL_TO_OP18, write_3dpw_like
 from stores.masks import union_mask
 
 AGORA_CFG = {"sequences_per_folder": 1, "frames_per_sequence": 3, "occluder_p": 0.7}

@@ -21,7 +21,7 @@ from core.config import load_config
 from preprocess import __main__ as cli
 from preprocess import precompute as precompute_module
 from preprocess.readers import read_3dpw, read_emdb
-from preprocess.synthetic import world
+from synthetic import world
 from stores.schema import KEPT
 from stores.store import Store
 from stores.verify import verify

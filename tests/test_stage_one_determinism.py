@@ -18,8 +18,8 @@ import pytest
 
 from core.config import load_config
 from preprocess.chunk_task import process_chunk
-from preprocess.detectors.base import CropRequest
-from preprocess.detectors.synthetic import SyntheticDetector
+from body.detector import CropRequest
+from synthetic.detector import SyntheticDetector
 from preprocess.precompute import _settings
 from preprocess.readers import read_bedlam
 from stores.schema import result_specs

@@ -9,8 +9,8 @@ import pytest
 from body.cameras import DetectorCrop, box_from_keypoints
 from body.joints import COCO17_NAMES
 from preprocess.detectors import CropRequest, Detector, SyntheticDetector, make_detector
-from preprocess.detectors.synthetic import render_gaussians
-from preprocess.synthetic.sidecar import sidecar_path
+from synthetic.detector import render_gaussians
+from synthetic.sidecar import sidecar_path
 
 W, H = 640, 360
 J = {name: k for k, name in enumerate(COCO17_NAMES)}

@@ -10,17 +10,17 @@ from omegaconf import OmegaConf
 from body.cameras import perspective_projection
 from body.models import load_smplx
 from core.config import load_config
-from preprocess.detectors.base import CropRequest
-from preprocess.detectors.synthetic import SyntheticDetector
+from body.detector import CropRequest
+from synthetic.detector import SyntheticDetector
 from preprocess.readers import READERS, read_bedlam, read_emdb
 from preprocess.readers.body import posed_body
-from preprocess.synthetic import world
+from synthetic import world
 from tests.conftest import SMALL_WORLD
-from preprocess.synthetic.bedlam_layout import LABEL_KEYS
-from preprocess.synthetic.poses import (
+from synthetic.bedlam_layout import LABEL_KEYS
+from synthetic.poses import (
     LIMITS_HIGH, LIMITS_LOW, sample_body_euler, sample_body_pose,
 )
-from preprocess.synthetic.sidecar import VISIBLE
+from synthetic.sidecar import VISIBLE
 
 
 def _world(tmp_path_factory, body_models, name, workers):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from preprocess.detectors.base import CropRequest, Detector
-from preprocess.detectors.synthetic import SyntheticDetector
+from body.detector import CropRequest, Detector
+from synthetic.detector import SyntheticDetector
 from preprocess.detectors.vitpose import ViTPoseDetector
 
 DETECTORS: dict[str, Callable[..., Detector]] = {

@@ -58,7 +58,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from preprocess.detectors.base import HEATMAP_HW, NUM_JOINTS, CropRequest
+from body.detector import HEATMAP_HW, NUM_JOINTS, CropRequest
 from preprocess.detectors.vitpose_keys import (
     Architecture, CheckpointError, convert_original_state_dict, infer_architecture,
     to_original_key,

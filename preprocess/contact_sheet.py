@@ -12,12 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from body.cameras import DetectorCrop  # noqa: E402
+from body.detector import CropRequest  # noqa: E402
 from stores.labels import LabelRows  # noqa: E402
+from synthetic.detector import SyntheticDetector  # noqa: E402
 
-from ..detectors.base import CropRequest  # noqa: E402
-from ..detectors.synthetic import SyntheticDetector  # noqa: E402
-from ..readers.bedlam import MASK_RULE  # noqa: E402
-from ..readers.occlusion import read_union_mask  # noqa: E402
+from .readers.bedlam import MASK_RULE  # noqa: E402
+from .readers.occlusion import read_union_mask  # noqa: E402
 
 
 def _tile(root: Path, rows: LabelRows, i: int, detector: SyntheticDetector) -> np.ndarray:

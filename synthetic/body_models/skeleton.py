@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..joints import SMPL_PARENTS, SMPLX_PARENTS
+from body.joints import SMPL_PARENTS, SMPLX_PARENTS
 
 _LEFT_SMPL = {  # left-side and central joints of the T-pose; right side mirrors x
     0: (0.0, 0.0, 0.0), 1: (0.09, -0.08, 0.0), 3: (0.0, 0.11, -0.01), 4: (0.10, -0.48, 0.01),

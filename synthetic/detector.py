@@ -30,7 +30,7 @@ The heatmaps follow a real ViTPose's conventions (17 × 64 × 48 on the UDP grid
 Deterministic: a request's heatmaps depend only on (seed, the last `path_parts` components of
 the image path, centre, scale), through a numpy Generator seeded by SHA-256 of those, so they do
 not depend on the batch, its order, or where the data root lies; and their bits do not depend on
-the CPU: no matrix products, exp and cos/sin from `preprocess.fixed_math`, mixtures summed mode by
+the CPU: no matrix products, exp and cos/sin from `core.fixed_math`, mixtures summed mode by
 mode in a fixed order.
 """
 from __future__ import annotations
@@ -44,10 +44,11 @@ from typing import Sequence
 import numpy as np
 
 from body.cameras import DetectorCrop
+from body.detector import HEATMAP_HW, NUM_JOINTS, CropRequest
 from body.joints import COCO17_HIGHLY_ARTICULATED
-from preprocess import fixed_math
-from preprocess.detectors.base import HEATMAP_HW, NUM_JOINTS, CropRequest
-from preprocess.synthetic.sidecar import (
+from core import fixed_math
+
+from .sidecar import (
     OBJECT_OCCLUDED, OUTSIDE_IMAGE, PERSON_OCCLUDED, SELF_OCCLUDED, VISIBLE, Scene, sidecar_path,
 )
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from body.joints import COCO17_NAMES
-from body.raster import Raster, project, rasterize
+from synthetic.raster import Raster, project, rasterize
 
 from .sidecar import (
     OBJECT_OCCLUDED, OUTSIDE_IMAGE, PERSON_OCCLUDED, SELF_OCCLUDED, VISIBLE, write_sidecar,

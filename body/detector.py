@@ -1,10 +1,10 @@
-"""The interface every 2D pose detector backend shares (docs/method.md §2, docs/formats.md
-"ViTPose").
+"""The detector contract every 2D pose detector backend shares (docs/method.md §2,
+docs/formats.md "ViTPose"): the crop request and the `Detector` protocol.
 
 A backend is a callable that turns a batch of 256×192 detector inputs (`DetectorCrop.crop`) into
 17 COCO heatmaps of 64×48 on the UDP grid of `body.cameras.DetectorCrop`. Each input comes with
-its `CropRequest`, which says where it was cut from: real detectors ignore it, the `synthetic`
-backend reads only it.
+its `CropRequest`, which says where it was cut from: real detectors ignore it, the simulated
+detector of the synthetic world (`synthetic/detector.py`) reads only it.
 """
 from __future__ import annotations
 

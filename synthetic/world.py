@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from body.synthetic import write_synthetic_body_models
+from synthetic.body_models import write_synthetic_body_models
 
 from .agora_layout import AgoraSequenceWriter
 from .bedlam_layout import BedlamSequenceWriter, write_labels

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.spatial import ConvexHull, cKDTree
 from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 
-from ..joints import SMPL_PARENTS, SMPLX_PARENTS
+from body.joints import SMPL_PARENTS, SMPLX_PARENTS
 from .skeleton import Part, body_parts
 
 VERTEX_COUNT = {"smpl": 6890, "smplx": 10475}
