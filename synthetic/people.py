@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 
+from body import frames
 from body.rotations import axis_angle_to_matrix
 
 from .poses import sample_body_pose, upright_orientation
@@ -71,10 +71,6 @@ def make_people(rng: np.random.Generator, model: torch.nn.Module, topology: Body
 def world_from_camera(model: torch.nn.Module, params: BodyParams, cam_ext: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray]:
     """World-frame (global orient axis-angle, transl) for camera-frame params and a world→camera
-    extrinsic: the root rotates with the camera and the pelvis offset J0 is accounted for,
-    R_w = R_cᵀ·R, t_w = R_cᵀ·(t + J0 − t_c) − J0."""
-    r_wc, t_wc = cam_ext[:3, :3], cam_ext[:3, 3]
-    j0 = rest_pelvis(model, params.betas)
-    orient = (Rotation.from_matrix(r_wc.T) * Rotation.from_rotvec(params.global_orient)).as_rotvec()
-    transl = (params.transl + j0 - t_wc) @ r_wc - j0
-    return orient, transl
+    extrinsic (4, 4), with the model's pelvis offset J0 (body/frames.py)."""
+    return frames.world_from_camera(params.global_orient, params.transl,
+                                    rest_pelvis(model, params.betas), cam_ext)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from body.frames import camera_from_world
 from body.rotations import axis_angle_to_matrix
 
 
@@ -25,3 +26,12 @@ def posed_body(model: torch.nn.Module, pose: np.ndarray, betas: np.ndarray, tran
         verts.append(out.vertices.numpy())
         joints.append(out.joints.numpy())
     return np.concatenate(verts), np.concatenate(joints)
+
+
+def world_to_camera(model: torch.nn.Module, orient_w: np.ndarray, trans_w: np.ndarray,
+                    betas: np.ndarray, ext: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-frame (global orient axis-angle, transl) of world-frame ones (N, 3) for betas
+    (N, B) and world→camera extrinsics (N, 4, 4), with the model's pelvis offset J0."""
+    n = len(orient_w)
+    _, rest = posed_body(model, np.zeros((n, 1, 3)), betas, np.zeros((n, 3)))
+    return camera_from_world(orient_w, trans_w, rest[:, 0].astype(np.float64), ext)

@@ -4,14 +4,13 @@
 per frame, `good_frames_mask`, boxes; images `images/%05d.jpg`, person masks `masks/%05d.png`
 where present. Only sequences of the chosen subset (`emdb1` by default) and good frames count.
 Moving SMPL into the camera frame accounts for the pelvis offset J0 (SMPL rotates about its root
-joint): R_c = R·R_w, t_c = R·(J0 + t_w) + t − J0.
+joint; body/frames.py).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from body.cameras import perspective_projection, xyxy_to_box
 from body.joints import SMPL_TO_COCO17
@@ -19,7 +18,7 @@ from body.models import load_smpl
 from core.errors import BadFileError, ConfigError, MissingFileError, MissingKeyInFileError
 from stores.labels import LabelRows
 
-from .body import posed_body
+from .body import posed_body, world_to_camera
 from .files import load_dataset_pickle, require_dir
 from .occlusion import off_mask_fraction, read_union_mask
 
@@ -88,15 +87,9 @@ def _rows_of_sequence(root: Path, path: Path, data: dict, model, threshold: floa
     n = len(frames)
     smpl, cam = data["smpl"], data["camera"]
     ext = np.asarray(cam["extrinsics"], np.float64)[frames]
-    r_wc, t_wc = ext[:, :3, :3], ext[:, :3, 3]
     betas = np.repeat(np.asarray(smpl["betas"], np.float64)[None, :10], n, 0)
-    zero = np.zeros((n, 1, 3))
-    _, rest = posed_body(model, zero, betas, np.zeros((n, 3)))
-    j0 = rest[:, 0].astype(np.float64)
-    orient = (Rotation.from_matrix(r_wc) * Rotation.from_rotvec(
-        np.asarray(smpl["poses_root"], np.float64)[frames])).as_rotvec()
-    trans_w = np.asarray(smpl["trans"], np.float64)[frames]
-    transl = np.einsum("nij,nj->ni", r_wc, j0 + trans_w) + t_wc - j0
+    orient, transl = world_to_camera(model, np.asarray(smpl["poses_root"], np.float64)[frames],
+                                     np.asarray(smpl["trans"], np.float64)[frames], betas, ext)
     pose = np.concatenate([orient[:, None], np.asarray(smpl["poses_body"], np.float64)[
         frames].reshape(n, 23, 3)], 1)
     k_matrix = np.repeat(np.asarray(cam["intrinsics"], np.float64)[None], n, 0)

@@ -9,7 +9,7 @@ Per actor (lists of length 1–2): `poses` (N, 72) SMPL axis-angle in the world 
 `img_frame_ids` (N,). Rows are the person-frames the official evaluation (`3dpw-eval`) keeps, in
 every split: `campose_valid` and a 2D pose `poses2d` that is not all zeros; gendered SMPL
 (24 joints, 10 betas). Moving SMPL into the camera frame accounts for the pelvis offset J0 (SMPL
-rotates about its root joint): R_c = R·R_w, t_c = R·(J0 + t_w) + t − J0 (as emdb.py). Boxes follow
+rotates about its root joint; body/frames.py). Boxes follow
 the BEDLAM-CLIFF rule on the projected ground truth: every output joint of the body model
 (45 for SMPL, 127 for SMPL-X), max side / 200 × 1.2. No person masks (mask ""), so no mask loss
 and no object-occlusion flag. `source` is "<seq>:<actor>:<frame index in the pickle>".
@@ -27,7 +27,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from body.cameras import box_from_keypoints, perspective_projection
 from body.joints import SMPL_TO_COCO17, SMPLX_TO_COCO17
@@ -36,7 +35,7 @@ from core.errors import BadFileError, ConfigError, MissingFileError, MissingKeyI
 from stores.labels import LabelRows
 
 from .bedlam import _image_size
-from .body import posed_body
+from .body import posed_body, world_to_camera
 from .files import load_dataset_pickle, require_dir
 
 SPLITS = ("train", "validation", "test")
@@ -126,19 +125,6 @@ def load_smplx_fits(path: Path, sequences: dict[str, dict]) -> dict[str, dict]:
                     raise BadFileError(f"{path}: key '{seq}/{key}' has shape "
                                        f"{fits[seq][key].shape}, expected {shape}")
     return fits
-
-
-def world_to_camera(model, orient_w: np.ndarray, trans_w: np.ndarray, betas: np.ndarray,
-                    ext: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Camera-frame (global orient axis-angle, transl) of world-frame ones (N, 3) for betas
-    (N, B) and world→camera extrinsics (N, 4, 4), with the model's pelvis offset J0."""
-    n = len(orient_w)
-    _, rest = posed_body(model, np.zeros((n, 1, 3)), betas, np.zeros((n, 3)))
-    j0 = rest[:, 0].astype(np.float64)
-    r_wc, t_wc = ext[:, :3, :3], ext[:, :3, 3]
-    orient = (Rotation.from_matrix(r_wc) * Rotation.from_rotvec(orient_w)).as_rotvec()
-    transl = np.einsum("nij,nj->ni", r_wc, j0 + trans_w) + t_wc - j0
-    return orient, transl
 
 
 def read_3dpw(root: str | Path, body_models: str | Path, sequences: str = "test",
