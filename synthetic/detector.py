@@ -35,7 +35,6 @@ mode in a fixed order.
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -47,6 +46,7 @@ from body.cameras import DetectorCrop
 from body.detector import HEATMAP_HW, NUM_JOINTS, CropRequest
 from body.joints import COCO17_HIGHLY_ARTICULATED
 from core import fixed_math
+from core.seeding import rng_for_text
 
 from .sidecar import (
     OBJECT_OCCLUDED, OUTSIDE_IMAGE, PERSON_OCCLUDED, SELF_OCCLUDED, VISIBLE, Scene, sidecar_path,
@@ -232,8 +232,7 @@ class SyntheticDetector:
         cx, cy = (float(np.round(v, 3)) + 0.0 for v in request.center)
         s = float(np.round(request.scale, 6)) + 0.0
         text = f"{self.seed}|{key}|{cx:.3f}|{cy:.3f}|{s:.6f}"
-        digest = hashlib.sha256(text.encode()).digest()
-        return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+        return rng_for_text(text)
 
     def choose_person(self, scene: Scene, crop: DetectorCrop, center: np.ndarray,
                       side: float) -> int:
