@@ -17,7 +17,6 @@ be overwritten): `resume_point` refuses, naming the run and `train.overwrite_run
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import re
 import sys
@@ -31,6 +30,7 @@ from numpy._core import multiarray
 from omegaconf import DictConfig, OmegaConf
 
 from core.errors import BadFileError, UserError
+from core.safe_torch_load import load_weights_only
 
 PATTERN = "step_{:08d}.pt"
 STEP_NAME = re.compile(r"step_(\d{8})\.pt")
@@ -61,22 +61,8 @@ def read_checkpoint(path: str | Path, extra_globals: Iterable = ()) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals([*SAFE_GLOBALS, *extra_globals]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        text = str(err)
-        found = re.search(r"GLOBAL (\S+)", text)
-        detail = re.search(r"WeightsUnpickler error: *(.+)", text)
-        what = (f"it pickles {found.group(1)}" if found else
-                detail.group(1).strip() if detail else text.strip().splitlines()[-1])
-        raise CheckpointError(f"{path}: refusing to load: {what}, which is not on the allow-list "
-                              "of torch's weights-only loading and train/checkpoint.py "
-                              "(no code from checkpoints runs)") from None
-    except Exception as err:  # a damaged file fails anywhere in torch's readers
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or not a torch "
-                              f"file): {reason}") from None
+    return load_weights_only(path, [*SAFE_GLOBALS, *extra_globals], CheckpointError,
+                             "torch's weights-only loading and train/checkpoint.py")
 
 
 def _read_ours(path: Path) -> dict:

@@ -49,7 +49,6 @@ needs that package and a key conversion.
 from __future__ import annotations
 
 import contextlib
-import pickle
 import re
 import warnings
 from pathlib import Path
@@ -59,6 +58,7 @@ import numpy as np
 import torch
 
 from body.detector import HEATMAP_HW, NUM_JOINTS, CropRequest
+from core.safe_torch_load import load_weights_only
 from preprocess.detectors.vitpose_keys import (
     Architecture, CheckpointError, convert_original_state_dict, infer_architecture,
     to_original_key,
@@ -114,12 +114,7 @@ def vitpose_config(arch: Architecture, num_heads: int, image_hw: tuple[int, int]
 
 
 def _load_file(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: refusing to unpickle it: it holds Python objects besides tensors "
-            f"(weights_only=True; {str(err).splitlines()[0]})") from err
+    return load_weights_only(path, error=CheckpointError)
 
 
 def _num_heads_from_meta(checkpoint) -> int | None:
