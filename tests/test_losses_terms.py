@@ -1,0 +1,116 @@
+"""train/losses.py: the simple terms (orthogonality, camera, NLL, betas, 2D keypoints, the total)
+and the Table S2 sample supervision, against hand computations and loops."""
+import math
+
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from body.rotations import matrix_to_rot6d
+from core.config import load_config
+from train.losses import (LOSS_NAMES, betas_loss, camera_loss, keypoints_2d_loss,
+                          keypoints_2d_samples_loss, nll_loss, orth_loss, supervised_2d_joints,
+                          total_loss)
+
+
+# ---------------------------------------------------------------- the simple terms
+
+def test_orth_loss():
+    R = torch.from_numpy(Rotation.random(2 * 3 * 22, random_state=0).as_matrix())
+    rot6d = matrix_to_rot6d(R).reshape(2, 3, 22, 6)
+    assert orth_loss(rot6d).item() == pytest.approx(0.0, abs=1e-20)
+    assert orth_loss(rot6d * 1.1).item() > 0
+    assert orth_loss(rot6d + 0.01 * torch.randn_like(rot6d)).item() > 0
+
+
+def test_orth_loss_by_hand():
+    """Mode rows (2, 0, 0), (0, 1, 0): A·Aᵀ − I = diag(3, 0), entries² (9, 0, 0, 0), mean 2.25.
+    One of 3 samples has rows (1, 1, 0), (0, 0, 1): diag(1, 0), mean 0.25; the samples' mean is
+    0.25 / 3. Reference: mode mean + samples mean (the old rule, Σ entries averaged over all 4
+    slots, gave (9 + 1) / 4)."""
+    eye = [1.0, 0, 0, 0, 1, 0]
+    x = torch.tensor([[2.0, 0, 0, 0, 1, 0], eye, [1.0, 1, 0, 0, 0, 1], eye])[None, :, None]
+    assert orth_loss(x).item() == pytest.approx(2.25 + 0.25 / 3)
+    assert orth_loss(x[:, :1]).item() == pytest.approx(2.25)  # the mode alone
+
+
+def test_camera_loss_by_hand():
+    s = torch.tensor([0.0, 0.1, -0.05])
+    expected = (1 + math.exp(-2.0) + math.exp(1.0)) / 3
+    assert camera_loss(s, 10.0).item() == pytest.approx(expected, rel=1e-6)
+    assert camera_loss(s, scale_factor=5.0).item() == pytest.approx(
+        (1 + math.exp(-1.0) + math.exp(0.5)) / 3, rel=1e-6)
+
+
+def test_nll_loss_scaling():
+    log_prob = torch.tensor([-132.0, -264.0])
+    assert nll_loss(log_prob).item() == pytest.approx(1.5)
+    assert nll_loss(log_prob, dim=66).item() == pytest.approx(3.0)
+    assert nll_loss(-log_prob).item() == pytest.approx(-1.5)
+
+
+def test_betas_loss_by_hand():
+    pred = torch.zeros(2, 11)
+    gt = torch.zeros(2, 11)
+    gt[0, :3] = torch.tensor([1.0, 2.0, 2.0])  # 9
+    gt[1, 10] = 1.0  # 1
+    assert betas_loss(pred, gt).item() == pytest.approx(5.0)
+
+
+def test_keypoints_2d_loss_by_hand():
+    """Σ |pred − gt| over valid joints × coordinates, divided by B = 2 (reference release; the
+    old mean over the 4 valid coordinates gave half of this)."""
+    pred = torch.zeros(2, 24, 2, requires_grad=True)
+    gt = torch.full((2, 24, 2), float("nan"))
+    valid = torch.zeros(2, 24, dtype=torch.bool)
+    gt[0, 0], valid[0, 0] = torch.tensor([0.5, -0.5]), True
+    gt[1, 7], valid[1, 7] = torch.tensor([0.1, 0.3]), True
+    value = keypoints_2d_loss(pred, gt, valid)
+    assert value.item() == pytest.approx((0.5 + 0.5 + 0.1 + 0.3) / 2)
+    value.backward()
+    assert torch.isfinite(pred.grad).all()
+    assert (pred.grad[~valid] == 0).all() and (pred.grad[valid].abs() == 0.5).all()
+    none_valid = torch.zeros_like(valid)
+    assert keypoints_2d_loss(pred, gt, none_valid).item() == 0
+    # every coordinate of one image off by 0.1: 24 × 2 × 0.1 = 4.8, 48 × the mean
+    full = keypoints_2d_loss(torch.zeros(1, 24, 2), torch.full((1, 24, 2), 0.1),
+                             torch.ones(1, 24, dtype=torch.bool))
+    assert full.item() == pytest.approx(4.8, rel=1e-6)
+
+
+def test_total_loss_weighting_and_unknown_names():
+    weights = load_config().loss_weights
+    assert set(weights) == set(LOSS_NAMES)
+    terms = {name: torch.tensor(float(i + 1)) for i, name in enumerate(LOSS_NAMES)}
+    expected = sum(float(weights[name]) * (i + 1) for i, name in enumerate(LOSS_NAMES))
+    assert total_loss(terms, weights).item() == pytest.approx(expected, rel=1e-6)
+    partial = {"mmd": torch.tensor(2.0), "nll": torch.tensor(3.0)}
+    assert total_loss(partial, {"mmd": 0.05, "nll": 0.1, "mask": 9.0}).item() == \
+        pytest.approx(0.4)
+    with pytest.raises(KeyError, match="mmdd"):
+        total_loss({"mmdd": torch.tensor(1.0), "nll": torch.tensor(1.0)}, weights)
+
+
+# ---------------------------------------------------------------- Table S2 sample supervision
+
+def test_keypoints_2d_samples_loss_against_loops():
+    g = torch.Generator().manual_seed(5)
+    pred = torch.randn(2, 17, 4, 2, generator=g, dtype=torch.float64)
+    gt = torch.randn(2, 17, 2, generator=g, dtype=torch.float64)
+    conf = torch.rand(2, 17, generator=g, dtype=torch.float64)
+    in_view = torch.rand(2, 17, generator=g) > 0.2  # GT in the crop
+    gt[~in_view] = float("nan")  # never reaches the value
+    for visible_only in (False, True):
+        w = supervised_2d_joints(in_view, conf, visible_only, 0.5)
+        total = count = 0.0
+        for b in range(2):
+            for k in range(17):
+                if in_view[b, k] and (not visible_only or conf[b, k] >= 0.5):
+                    for n in range(4):
+                        for c in range(2):
+                            total += abs(float(pred[b, k, n, c] - gt[b, k, c]))
+                            count += 1
+        expected = total / count
+        got = keypoints_2d_samples_loss(pred, gt, w)
+        assert got.item() == pytest.approx(expected, rel=1e-12)
+    assert supervised_2d_joints(in_view, conf, True).sum() < in_view.sum()
