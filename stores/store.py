@@ -9,7 +9,6 @@ Every array's codec chain ends in zarr's crc32c codec: a chunk whose bytes chang
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import warnings
 from dataclasses import fields
@@ -19,6 +18,8 @@ import numpy as np
 import zarr
 import zarr.codecs.numcodecs
 from zarr.codecs import BloscCodec, Crc32cCodec
+
+from core.durable import fsync_path
 
 from .labels import LabelRows
 from .schema import (
@@ -155,16 +156,8 @@ class Store:
 
     def _fsync_chunk(self, name: str, index: int) -> None:
         path = self.chunk_file(name, index)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_path(path)
+        fsync_path(path.parent)
 
     def chunk_file(self, name: str, index: int) -> Path:
         array = self.group[name]

@@ -13,6 +13,7 @@ import numpy as np
 from body.cameras import box_from_keypoints, perspective_projection
 from body.models import load_smplx
 from body.joints import SMPLX_TO_COCO17
+from core.durable import save_npz_replacing
 from core.seeding import rng_for
 
 from .cameras import random_extrinsic, random_intrinsics
@@ -105,7 +106,4 @@ def write_labels(root: Path, folder: str, rows: dict[str, list]) -> Path:
     arrays = {k: np.asarray(v, dtype=np.float32 if k not in ("imgname", "gender", "motion_info",
                                                              "sub") else str)
               for k, v in rows.items()}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-    return path
+    return save_npz_replacing(path, arrays)

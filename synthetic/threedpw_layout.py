@@ -28,6 +28,7 @@ from scipy.spatial.transform import Rotation
 from body.cameras import perspective_projection
 from body.joints import SMPL_TO_COCO17, SMPL_TO_OP25
 from body.models import load_smpl, load_smplx
+from core.durable import save_npz_replacing
 from core.seeding import rng_for
 
 from .cameras import random_extrinsic
@@ -170,10 +171,7 @@ def write_smplx_fits(root: str | Path, results: list[SequenceResult]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: v.astype(np.float32) for r in results if r.split == "train"
               for k, v in r.fits.items()}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-    return path
+    return save_npz_replacing(path, arrays)
 
 
 def write_3dpw_like(root: str | Path, body_models: str | Path, seed: int = 0,

@@ -1,7 +1,5 @@
 """core/safe_torch_load.py: the one weights-only checkpoint reader, for our checkpoints and
 ViTPose's; a crafted file is refused in one line naming it and the global, nothing runs."""
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -12,13 +10,7 @@ from preprocess.detectors.vitpose import _load_file
 from preprocess.detectors.vitpose_keys import CheckpointError as ViTPoseCheckpointError
 from train.checkpoint import CheckpointError, read_checkpoint
 
-
-class Payload:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.mkdir, (self.marker,)
+from .test_untrusted_files import FORBIDDEN, Payload
 
 
 @pytest.fixture
@@ -42,8 +34,8 @@ def test_plain_weights_and_allowed_globals_load(tmp_path):
 @pytest.mark.parametrize("reader, error", [(read_checkpoint, CheckpointError),
                                            (_load_file, ViTPoseCheckpointError)])
 def test_both_readers_refuse_a_crafted_file_naming_it_and_the_global(crafted, reader, error):
-    with pytest.raises(error, match=r"weights\.pth: refusing to load: it pickles posix\.mkdir"
-                       ) as info:
+    refusal = rf"weights\.pth: refusing to load: it pickles {FORBIDDEN}"
+    with pytest.raises(error, match=refusal) as info:
         reader(crafted)
     assert isinstance(info.value, UserError) and "\n" not in str(info.value)
     assert "weights_only=False" not in str(info.value)  # never advises the unsafe load

@@ -29,6 +29,7 @@ import torch
 from numpy._core import multiarray
 from omegaconf import DictConfig, OmegaConf
 
+from core.durable import fsync_path
 from core.errors import BadFileError, UserError
 from core.safe_torch_load import load_weights_only
 
@@ -73,14 +74,6 @@ def _read_ours(path: Path) -> dict:
     return state
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """`write(f)` into a temporary file beside `path`, fsync it, rename it to `path`, fsync the
     directory: `path` holds either its old or its whole new content, never a part."""
@@ -90,7 +83,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scaler, step: int,
