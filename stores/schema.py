@@ -16,7 +16,6 @@ from core.errors import UserError
 
 SCHEMA_VERSION = 2
 NUM_JOINTS = 17
-HEATMAP_HW = (64, 48)
 
 # status/reason codes: 0 keeps the row; 1–9 skip it (bad input); 10–19 filter it (docs/method.md §2)
 KEPT = 0
