@@ -73,9 +73,9 @@ class ReferenceLoader:
         distance = store.read("samples/mask_distance")
         self.npy_dir.mkdir(parents=True, exist_ok=True)
         for row in np.unique(rows):
-            uv = np.stack([index[row] % 48, index[row] // 48], -1).astype(np.float64)
             xy = DetectorCrop(self.labels.center[row].astype(np.float64),
-                              np.asarray(self.labels.scale[row], np.float64)).heatmap_to_image(uv)
+                              np.asarray(self.labels.scale[row], np.float64)).index_to_image(
+                                  index[row])
             packed = np.concatenate([xy, value[row, ..., None], distance[row, ..., None]], -1)
             with gzip.open(self.npy_dir / f"{row}.npy.gz", "wb") as f:
                 np.save(f, packed.transpose(1, 0, 2).astype(np.float32))  # (150, 17, 4)

@@ -119,8 +119,10 @@ class DetectorCrop:
     (..., 2) = (S_w, S), same library as the box.
     """
 
-    INPUT_HW = (256, 192)
-    HEATMAP_HW = (64, 48)
+    INPUT_SHAPE = (256, 192)   # (rows, columns) of a detector input
+    HEATMAP_SHAPE = (64, 48)   # (rows, columns) of one joint's heatmap
+    HEATMAP_CELLS = HEATMAP_SHAPE[0] * HEATMAP_SHAPE[1]  # flat indices run over 0 … 3071
+    HEATMAP_HW = HEATMAP_SHAPE  # old name, until train/data.py and eval/examples.py use the codec
     ASPECT = 0.75  # width / height of the field of view
 
     def __init__(self, center: Array, scale: Array):
@@ -141,17 +143,17 @@ class DetectorCrop:
 
     def heatmap_to_image(self, uv: Array) -> Array:
         """Heatmap pixels (column u, row v) (..., N, 2) -> image points (..., N, 2)."""
-        return self._from_grid(uv, self.HEATMAP_HW)
+        return self._from_grid(uv, self.HEATMAP_SHAPE)
 
     def image_to_heatmap(self, xy: Array) -> Array:
         """Image points (..., N, 2) -> heatmap pixels (column, row) (..., N, 2)."""
-        return self._to_grid(xy, self.HEATMAP_HW)
+        return self._to_grid(xy, self.HEATMAP_SHAPE)
 
     @classmethod
     def index_to_heatmap(cls, index: Array) -> Array:
         """Flat heatmap indices v·W + u (...) -> heatmap pixels (column u, row v) (..., 2):
         float64 for numpy, float32 for torch. The stores persist heatmap samples this way."""
-        width = cls.HEATMAP_HW[1]
+        width = cls.HEATMAP_SHAPE[1]
         if isinstance(index, torch.Tensor):
             return torch.stack([index % width, torch.div(index, width, rounding_mode="floor")],
                                -1).float()
@@ -162,7 +164,7 @@ class DetectorCrop:
     def heatmap_to_index(cls, uv: Array) -> Array:
         """Heatmap pixels (column, row) (..., 2) -> flat index v·W + u of the nearest pixel
         (rounded half to even, clipped to the grid); int64."""
-        h, w = cls.HEATMAP_HW
+        h, w = cls.HEATMAP_SHAPE
         lib = _xp(uv)
         u = lib.clip(lib.round(uv[..., 0]), 0, w - 1)
         v = lib.clip(lib.round(uv[..., 1]), 0, h - 1)
@@ -170,8 +172,12 @@ class DetectorCrop:
         return index.long() if lib is torch else index.astype(np.int64)
 
     def index_to_image(self, index: Array) -> Array:
-        """Flat heatmap indices (..., N) -> image points (..., N, 2) (the pixel centres)."""
-        return self.heatmap_to_image(self.index_to_heatmap(index))
+        """Flat heatmap indices (..., N) -> image points (..., N, 2) (the pixel centres), in the
+        box's dtype (a float64 box gives the float64 points of numpy, torch alike)."""
+        uv = self.index_to_heatmap(index)
+        if isinstance(uv, torch.Tensor) and isinstance(self.origin, torch.Tensor):
+            uv = uv.to(self.origin.dtype)
+        return self.heatmap_to_image(uv)
 
     def image_to_index(self, xy: Array) -> Array:
         """Image points (..., N, 2) -> flat index (..., N) of the nearest heatmap pixel."""
@@ -179,11 +185,11 @@ class DetectorCrop:
 
     def input_to_image(self, ij: Array) -> Array:
         """Detector-input pixels (column i, row j) (..., N, 2) -> image points (..., N, 2)."""
-        return self._from_grid(ij, self.INPUT_HW)
+        return self._from_grid(ij, self.INPUT_SHAPE)
 
     def image_to_input(self, xy: Array) -> Array:
         """Image points (..., N, 2) -> detector-input pixels (column, row) (..., N, 2)."""
-        return self._to_grid(xy, self.INPUT_HW)
+        return self._to_grid(xy, self.INPUT_SHAPE)
 
     def contains(self, xy: Array) -> Array:
         """Boolean (..., N): the image point lies in the field of view (edges included)."""
@@ -192,7 +198,7 @@ class DetectorCrop:
 
     def input_matrix(self) -> np.ndarray:
         """Affine image -> detector-input map (..., 2, 3) for cv2.warpAffine (numpy)."""
-        h, w = self.INPUT_HW
+        h, w = self.INPUT_SHAPE
         origin, extent = np.asarray(self.origin, dtype=float), np.asarray(self.extent, dtype=float)
         gain = np.array([w - 1, h - 1]) / extent
         return _diagonal_affine(gain, -gain * origin)
@@ -202,7 +208,7 @@ class DetectorCrop:
         m = self.input_matrix()
         if m.shape != (2, 3):
             raise ValueError(f"crop() needs a single box, got boxes of shape {m.shape[:-2]}")
-        h, w = self.INPUT_HW
+        h, w = self.INPUT_SHAPE
         return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 

@@ -2,7 +2,8 @@
 docs/formats.md "ViTPose"): the crop request and the `Detector` protocol.
 
 A backend is a callable that turns a batch of 256×192 detector inputs (`DetectorCrop.crop`) into
-17 COCO heatmaps of 64×48 on the UDP grid of `body.cameras.DetectorCrop`. Each input comes with
+17 COCO heatmaps of 64×48 on the UDP grid of `body.cameras.DetectorCrop`, which alone defines
+both sizes (`DetectorCrop.INPUT_SHAPE`, `DetectorCrop.HEATMAP_SHAPE`). Each input comes with
 its `CropRequest`, which says where it was cut from: real detectors ignore it, the simulated
 detector of the synthetic world (`synthetic/detector.py`) reads only it.
 """
@@ -15,7 +16,6 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 NUM_JOINTS = 17
-HEATMAP_HW = (64, 48)
 
 
 @dataclass(frozen=True, eq=False)

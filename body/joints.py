@@ -46,6 +46,20 @@ COCO17_NAMES = (
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
+
+
+def _mirrored(name: str) -> str:
+    """The joint name with left and right swapped (names without a side map to themselves)."""
+    for side, other in (("left_", "right_"), ("right_", "left_")):
+        if name.startswith(side):
+            return other + name[len(side):]
+    return name
+
+
+# COCO-17 left/right mirror: channel k of a mirrored image is joint COCO17_FLIP_INDEX[k]
+# (the nose is its own mirror), and the (left, right) index pairs it swaps.
+COCO17_FLIP_INDEX = tuple(COCO17_NAMES.index(_mirrored(name)) for name in COCO17_NAMES)
+COCO17_FLIP_PAIRS = tuple((k, m) for k, m in enumerate(COCO17_FLIP_INDEX) if k < m)
 # Elbows, wrists, knees, ankles: the joints whose MMD target may be heatmap samples
 # (docs/method.md §4).
 COCO17_HIGHLY_ARTICULATED = (7, 8, 9, 10, 13, 14, 15, 16)

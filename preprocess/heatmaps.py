@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from body.cameras import DetectorCrop
 from core import fixed_math
 from core.seeding import stable_seed
 
@@ -79,9 +80,11 @@ def sample_heatmaps(heatmaps: torch.Tensor, uniforms: torch.Tensor,
     return HeatmapSamples(index=index, value=value)
 
 
-def index_to_uv(index: torch.Tensor, width: int = 48) -> torch.Tensor:
-    """(..., 2) float32 heatmap coordinates (u = column, v = row) of flat indices v·W + u."""
-    return torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], -1).float()
+def index_to_uv(index: torch.Tensor) -> torch.Tensor:
+    """(..., 2) float32 heatmap coordinates (u, v) of flat indices: `DetectorCrop.index_to_heatmap`.
+    Kept only for preprocess/chunk_task.py and benchmarks/postprocess.py until they call the
+    codec themselves; then delete."""
+    return DetectorCrop.index_to_heatmap(index)
 
 
 def _gaussian_kernel(size: int) -> list[float]:
@@ -154,10 +157,14 @@ def decode_dark_udp(heatmaps: torch.Tensor,
     Returns ((B, J, 2) float32 heatmap coordinates (u, v), (B, J) float32 max confidence).
     """
     h, w = heatmaps.shape[-2:]
+    if (h, w) != DetectorCrop.HEATMAP_SHAPE:
+        raise ValueError(f"heatmaps must be {DetectorCrop.HEATMAP_SHAPE[0]}×"
+                         f"{DetectorCrop.HEATMAP_SHAPE[1]} (DetectorCrop), got {h}×{w}")
     flat = heatmaps.flatten(-2)
     index = flat.argmax(-1, keepdim=True)
     conf = flat.gather(-1, index).squeeze(-1).float()
-    u, v = index % w, torch.div(index, w, rounding_mode="floor")
+    peak = DetectorCrop.index_to_heatmap(index).long()  # (B, J, 1, 2), exact integers
+    u, v = peak[..., 0], peak[..., 1]
     offset = _newton_offset(_blurred_log_patch(heatmaps, u, v, blur_kernel), u, v, h, w)
     uv = torch.cat([u, v], -1).double() + offset
     return uv.float(), conf

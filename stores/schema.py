@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from body.detector import NUM_JOINTS
 from core.errors import UserError
 
 SCHEMA_VERSION = 2
-NUM_JOINTS = 17
-HEATMAP_HW = (64, 48)
 
 # status/reason codes: 0 keeps the row; 1–9 skip it (bad input); 10–19 filter it (docs/method.md §2)
 KEPT = 0

@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 from zarr.codecs import Crc32cCodec
 
+from body.cameras import DetectorCrop
+
 from .labels import LabelRows
-from .schema import HEATMAP_HW, KEPT, StoreError, label_array_name, result_specs
+from .schema import KEPT, StoreError, label_array_name, result_specs
 from .store import DONE, Store
 
 RECORD_SUFFIX = ".verified.json"
@@ -230,6 +232,6 @@ def _check_results(store: Store, names: list[str], index: int) -> list[BadChunk]
         bad.append(BadChunk("detector/keypoints", index, "has non-finite values in kept rows"))
     if not np.isfinite(data["samples/value"][kept]).all():
         bad.append(BadChunk("samples/value", index, "has non-finite values in kept rows"))
-    if (data["samples/index"] >= HEATMAP_HW[0] * HEATMAP_HW[1]).any():
+    if (data["samples/index"] >= DetectorCrop.HEATMAP_CELLS).any():
         bad.append(BadChunk("samples/index", index, "has an index outside the heatmap"))
     return bad

@@ -43,8 +43,8 @@ from typing import Sequence
 import numpy as np
 
 from body.cameras import DetectorCrop
-from body.detector import HEATMAP_HW, NUM_JOINTS, CropRequest
-from body.joints import COCO17_HIGHLY_ARTICULATED
+from body.detector import NUM_JOINTS, CropRequest
+from body.joints import COCO17_FLIP_INDEX, COCO17_HIGHLY_ARTICULATED
 from core import fixed_math
 from core.seeding import rng_for_text
 
@@ -66,7 +66,7 @@ VISIBLE_PEAK = (0.88, 0.97)   # before the border and small-person penalties (ea
 NOBODY_PEAK = (0.05, 0.18)
 
 # COCO-17 left/right mirror (the nose is its own mirror) and the parent of each limb joint.
-COCO17_MIRROR = np.array([0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15])
+_MIRROR = np.array(COCO17_FLIP_INDEX)  # an array: fancy indexing, not a tuple index
 _LIMB_PARENT = {7: 5, 8: 6, 9: 7, 10: 8, 13: 11, 14: 12, 15: 13, 16: 14}
 COCO17_LIMB_PARENT = np.array([_LIMB_PARENT.get(k, k) for k in range(NUM_JOINTS)])
 _ARTICULATED = np.isin(np.arange(NUM_JOINTS), COCO17_HIGHLY_ARTICULATED)
@@ -75,9 +75,10 @@ _SHOULDERS, _HIPS = [5, 6], [11, 12]
 _MAX_LIMB_MODES = 3
 _DISTRACTOR_PX = 12.0        # heatmap px: how far another person's joint still confuses
 _MIN_SECONDARY_PX = 6.0      # heatmap px: faint modes of visible joints stay this far away
-_U = np.arange(HEATMAP_HW[1], dtype=np.float64)
-_V = np.arange(HEATMAP_HW[0], dtype=np.float64)
-_FLOOR_HW = (HEATMAP_HW[0] // 4, HEATMAP_HW[1] // 4)
+_HEATMAP_SHAPE = DetectorCrop.HEATMAP_SHAPE
+_U = np.arange(_HEATMAP_SHAPE[1], dtype=np.float64)
+_V = np.arange(_HEATMAP_SHAPE[0], dtype=np.float64)
+_FLOOR_HW = (_HEATMAP_SHAPE[0] // 4, _HEATMAP_SHAPE[1] // 4)
 
 
 def _linear_upsampling(values: np.ndarray, n_out: int, axis: int) -> np.ndarray:
@@ -93,7 +94,7 @@ def _linear_upsampling(values: np.ndarray, n_out: int, axis: int) -> np.ndarray:
     return w0 * np.take(values, left, axis) + w1 * np.take(values, left + 1, axis)
 
 
-_GRID_MAX = np.array([HEATMAP_HW[1] - 1, HEATMAP_HW[0] - 1], dtype=np.float64)
+_GRID_MAX = np.array([_HEATMAP_SHAPE[1] - 1, _HEATMAP_SHAPE[0] - 1], dtype=np.float64)
 
 
 def render_gaussians(mu: np.ndarray, sigma: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -109,7 +110,7 @@ def render_gaussians(mu: np.ndarray, sigma: np.ndarray, weight: np.ndarray) -> n
     dx, dy = _U - mu[..., 0:1], _V - mu[..., 1:2]
     gx = fixed_math.exp(dx * dx * inv)                             # (J, M, 48)
     gy = fixed_math.exp(dy * dy * inv) * weight[..., None]         # (J, M, 64)
-    hm = np.zeros((mu.shape[0],) + HEATMAP_HW)
+    hm = np.zeros((mu.shape[0],) + _HEATMAP_SHAPE)
     for m in np.flatnonzero((weight != 0).any(0)):
         hm = hm + gy[:, m, :, None] * gx[:, m, None, :]
     return hm.astype(np.float32)
@@ -183,7 +184,7 @@ class SyntheticDetector:
         """crops (B, 256, 192, 3) (ignored, may be None) and their requests → (B, 17, 64, 48)."""
         if crops is not None and len(crops) != len(requests):
             raise ValueError(f"{len(crops)} crops for {len(requests)} requests")
-        out = np.empty((len(requests), NUM_JOINTS) + HEATMAP_HW, dtype=np.float32)
+        out = np.empty((len(requests), NUM_JOINTS) + _HEATMAP_SHAPE, dtype=np.float32)
         for i, request in enumerate(requests):
             out[i] = self.heatmaps(request)
         return out
@@ -208,8 +209,8 @@ class SyntheticDetector:
         bilinearly upsampled (the deconvolution head's backgrounds are smooth); float32."""
         u = np.asarray(u, np.float64)
         coarse = u * u * (u * (4 * self.noise)) - self.noise / 2
-        rows = _linear_upsampling(coarse, HEATMAP_HW[0], -2)
-        return _linear_upsampling(rows, HEATMAP_HW[1], -1).astype(np.float32)
+        rows = _linear_upsampling(coarse, _HEATMAP_SHAPE[0], -2)
+        return _linear_upsampling(rows, _HEATMAP_SHAPE[1], -1).astype(np.float32)
 
     def scene(self, image_path: Path) -> Scene:
         """The side-car of an image, from a small LRU cache."""
@@ -297,7 +298,7 @@ class SyntheticDetector:
                   use * _uniform(draws["limb"][..., 2], 0.3, 0.8))
 
         # left/right confusion: a mode at the mirrored joint when that one is seen
-        mirror = COCO17_MIRROR
+        mirror = _MIRROR
         mirror_uv = uv[mirror]
         mirror_far = _norm(mirror_uv - uv) >= _MIN_SECONDARY_PX
         has_mirror = (mirror != np.arange(NUM_JOINTS)) & seen[mirror]
@@ -348,13 +349,13 @@ def _symmetry_modes(uv: np.ndarray, state: np.ndarray, u: np.ndarray):
     hip, shoulder = uv[_HIPS].mean(0), uv[_SHOULDERS].mean(0)
     axis = shoulder - hip
     length = float(_norm(axis))
-    q = uv[COCO17_MIRROR] - hip
+    q = uv[_MIRROR] - hip
     if length > 1.0:
         d = axis / length
         mu = hip + 2 * (q[:, 0] * d[0] + q[:, 1] * d[1])[:, None] * d - q
     else:
         mu = uv
-    use = (state == OBJECT_OCCLUDED) & (COCO17_MIRROR != np.arange(NUM_JOINTS)) \
+    use = (state == OBJECT_OCCLUDED) & (_MIRROR != np.arange(NUM_JOINTS)) \
         & (u[:, 0] < 0.6) & (length > 1.0)
     return mu, _uniform(u[:, 1], 3.0, 5.0), use * _uniform(u[:, 2], 0.3, 0.7)
 

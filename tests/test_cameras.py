@@ -120,6 +120,69 @@ def test_detector_contains():
     assert crop.contains(xy).tolist() == [True] * 3 + [False] * 4
 
 
+def test_grid_sizes_are_the_papers():
+    assert DetectorCrop.INPUT_SHAPE == (256, 192) and DetectorCrop.HEATMAP_SHAPE == (64, 48)
+    assert DetectorCrop.HEATMAP_CELLS == 3072
+
+
+def test_heatmap_index_round_trip_over_every_cell():
+    index = np.arange(3072)
+    rows, cols = np.unravel_index(index, (64, 48))  # numpy's C order: the oracle of v·W + u
+    uv = DetectorCrop.index_to_heatmap(index)
+    assert uv.dtype == np.float64 and uv.shape == (3072, 2)
+    np.testing.assert_array_equal(uv, np.stack([cols, rows], -1))
+    back = DetectorCrop.heatmap_to_index(uv)
+    assert back.dtype == np.int64
+    np.testing.assert_array_equal(back, index)
+    as_torch = DetectorCrop.index_to_heatmap(torch.arange(3072))
+    assert as_torch.dtype == torch.float32
+    np.testing.assert_array_equal(as_torch.numpy(), uv)
+    back_t = DetectorCrop.heatmap_to_index(as_torch)
+    assert back_t.dtype == torch.int64 and torch.equal(back_t, torch.arange(3072))
+
+
+def test_store_dtype_indices_decode_like_int64():
+    index = np.array([[0, 47, 48, 3071]], np.uint16)  # samples/index is uint16 in the stores
+    uv = DetectorCrop.index_to_heatmap(index)
+    assert uv.dtype == np.float64 and uv.shape == (1, 4, 2)
+    np.testing.assert_array_equal(uv[0], [[0, 0], [47, 0], [0, 1], [47, 63]])
+
+
+def test_heatmap_to_index_rounds_to_the_nearest_cell_and_clips():
+    uv = np.array([[1.4, 2.6], [0.5, 0.0], [1.5, 0.0], [-3.0, 70.0], [50.2, -1.0]])
+    # (1, 3); half to even: 0 and 2; clipped to (0, 63) and (47, 0)
+    np.testing.assert_array_equal(DetectorCrop.heatmap_to_index(uv),
+                                  [3 * 48 + 1, 0, 2, 63 * 48, 47])
+    np.testing.assert_array_equal(DetectorCrop.heatmap_to_index(torch.from_numpy(uv)).numpy(),
+                                  [3 * 48 + 1, 0, 2, 63 * 48, 47])
+
+
+def test_corner_cells_land_on_the_field_of_view_corners():
+    crop = DetectorCrop(np.array([100.0, 50.0]), np.array(1.0))  # field 150 × 200 from (25, −50)
+    index = np.array([0, 47, 63 * 48, 3071, 48 + 1])
+    expected = [[25, -50], [175, -50], [25, 150], [175, 150], [25 + 150 / 47, -50 + 200 / 63]]
+    xy = crop.index_to_image(index)
+    assert xy.dtype == np.float64
+    np.testing.assert_allclose(xy, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(crop.image_to_index(xy), index)
+    # a point off a pixel centre goes to the nearest one
+    nudged = np.array(expected) + [[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0], [0.4, -0.4]]
+    np.testing.assert_array_equal(crop.image_to_index(nudged), index)
+
+
+def test_index_to_image_torch_equals_numpy_for_float64_boxes():
+    rng = np.random.default_rng(8)
+    centers, scales = random_boxes(rng, 3)
+    index = rng.integers(0, 3072, (3, 17 * 5))
+    as_numpy = DetectorCrop(centers, scales).index_to_image(index)
+    crop_t = DetectorCrop(torch.from_numpy(centers), torch.from_numpy(scales))
+    as_torch = crop_t.index_to_image(torch.from_numpy(index))
+    assert as_torch.dtype == torch.float64 and as_torch.shape == (3, 85, 2)
+    np.testing.assert_array_equal(as_torch.numpy(), as_numpy)  # bit for bit
+    back = crop_t.image_to_index(as_torch)
+    assert back.dtype == torch.int64 and torch.equal(back, torch.from_numpy(index))
+
+
 def test_input_matrix_matches_image_to_input():
     rng = np.random.default_rng(4)
     crop = DetectorCrop(*random_boxes(rng, 4))

@@ -5,8 +5,8 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from preprocess.heatmaps import (_gaussian_kernel, decode_dark_udp, index_to_uv, row_uniforms,
-                                 sample_heatmaps)
+from body.cameras import DetectorCrop
+from preprocess.heatmaps import _gaussian_kernel, decode_dark_udp, row_uniforms, sample_heatmaps
 
 H, W = 64, 48
 
@@ -116,13 +116,6 @@ def test_uniform_at_the_top_of_the_range_stays_on_a_kept_pixel():
     assert (sample_heatmaps(maps, uniforms).index == 3 * W + 4).all()
 
 
-def test_index_to_uv():
-    index = torch.tensor([[0, 47, 48, 3 * 48 + 5]])
-    uv = index_to_uv(index)
-    assert uv.shape == (1, 4, 2) and uv.dtype == torch.float32
-    torch.testing.assert_close(uv, torch.tensor([[[0.0, 0], [47, 0], [0, 1], [5, 3]]]))
-
-
 # --- decode_dark_udp -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [11, 13, 15])  # cv2 uses fixed tables up to 9
@@ -168,7 +161,12 @@ def test_decode_offset_is_at_most_one_pixel():
     uv, _ = decode_dark_udp(noisy_blobs(np.random.default_rng(5), 4))
     maps = noisy_blobs(np.random.default_rng(5), 4)
     index = maps.flatten(-2).argmax(-1)
-    assert ((uv - index_to_uv(index)).abs() <= 1).all()
+    assert ((uv - DetectorCrop.index_to_heatmap(index)).abs() <= 1).all()
+
+
+def test_decode_refuses_heatmaps_of_another_grid():
+    with pytest.raises(ValueError, match="64×48"):
+        decode_dark_udp(torch.zeros(1, 17, 48, 64))
 
 
 def test_decode_batched_equals_per_row():

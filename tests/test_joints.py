@@ -2,7 +2,8 @@ import numpy as np
 import torch
 
 from body.joints import (
-    COCO17_HIGHLY_ARTICULATED, COCO17_NAMES, H36M_TO_LSP14, PELVIS_3DPW_H36M, PELVIS_EMDB_SMPL24,
+    COCO17_FLIP_INDEX, COCO17_FLIP_PAIRS, COCO17_HIGHLY_ARTICULATED, COCO17_NAMES, H36M_TO_LSP14,
+    PELVIS_3DPW_H36M, PELVIS_EMDB_SMPL24,
     SMPL_JOINT_NAMES, SMPL_PARENTS, SMPL_TO_COCO17, SMPLX_JOINT_NAMES, SMPLX_PARENTS,
     SMPLX_TO_COCO17, VERTEX_JOINT_NAMES, center_on_pelvis,
 )
@@ -20,6 +21,16 @@ def test_coco_maps_pick_joints_of_the_same_name():
             name = _name(idx, skeleton)
             # COCO hips are SMPL hips; shoulders are SMPL shoulders; ankles SMPL ankles
             assert name == coco, (coco, name)
+
+
+def test_coco17_flip_table_by_hand():
+    # the mmpose/ViTPose COCO flip pairs: eyes, ears, shoulders, elbows, wrists, hips, knees, ankles
+    assert COCO17_FLIP_PAIRS == ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14),
+                                 (15, 16))
+    assert COCO17_FLIP_INDEX == (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+    assert all(COCO17_FLIP_INDEX[m] == k for k, m in enumerate(COCO17_FLIP_INDEX))  # involution
+    for left, right in COCO17_FLIP_PAIRS:
+        assert COCO17_NAMES[left] == COCO17_NAMES[right].replace("right_", "left_")
 
 
 def test_trees_and_sets():

@@ -76,6 +76,19 @@ def test_a_deleted_label_chunk_fails_verify(train_copy):
     assert not record_path(train_copy).exists()
 
 
+def test_a_sample_index_past_the_last_heatmap_cell_fails_verify(train_copy):
+    store = Store(train_copy, mode="r+")
+    row = store.chunk_slice(1).start
+    index = store.read("samples/index", slice(row, row + 1))
+    index[0, 0, -1] = 3071  # the last cell of the 64 × 48 grid: still valid
+    store.group["samples/index"][row:row + 1] = index
+    assert verify(train_copy).complete
+    index[0, 0, -1] = 3072
+    store.group["samples/index"][row:row + 1] = index
+    assert [(b.array, b.index, b.problem) for b in verify(train_copy).bad] == [
+        ("samples/index", 1, "has an index outside the heatmap")]
+
+
 def test_a_schema_v1_store_is_refused_in_one_line(train_copy):
     meta = json.loads((train_copy / "zarr.json").read_text())
     meta["attributes"]["schema_version"] = 1

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from preprocess.detectors import Detector, ViTPoseDetector, make_detector
-from preprocess.detectors.vitpose import COCO17_FLIP_PAIRS, IMAGENET_MEAN, IMAGENET_STD
+from body.joints import COCO17_FLIP_PAIRS
+from preprocess.detectors.vitpose import IMAGENET_MEAN, IMAGENET_STD
 from preprocess.detectors.vitpose_keys import (
     CheckpointError, convert_original_state_dict, infer_architecture,
 )

@@ -57,22 +57,18 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from body.detector import HEATMAP_HW, NUM_JOINTS, CropRequest
+from body.cameras import DetectorCrop
+from body.detector import NUM_JOINTS, CropRequest
+from body.joints import COCO17_FLIP_INDEX
 from core.safe_torch_load import load_weights_only
 from preprocess.detectors.vitpose_keys import (
     Architecture, CheckpointError, convert_original_state_dict, infer_architecture,
     to_original_key,
 )
 
-INPUT_HW = (256, 192)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYER_NORM_EPS = 1e-6
-# COCO-17 left/right pairs and the channel permutation they make (the nose maps to itself)
-COCO17_FLIP_PAIRS = tuple((k, k + 1) for k in range(1, NUM_JOINTS, 2))
-COCO17_FLIP_INDEX = tuple(
-    {a: b for pair in COCO17_FLIP_PAIRS for a, b in (pair, pair[::-1])}.get(k, k)
-    for k in range(NUM_JOINTS))
 
 INSTALL_HINT = ("the 'vitpose' detector backend needs Hugging Face transformers>=4.48 "
                 "(VitPoseForPoseEstimation): pip install -e '.[vitpose]'")
@@ -91,10 +87,11 @@ def _transformers():
     return VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
 
 
-def vitpose_config(arch: Architecture, num_heads: int, image_hw: tuple[int, int] = INPUT_HW,
-                   source: str = "<state dict>"):
-    """The `VitPoseConfig` of an original-layout checkpoint's architecture."""
+def vitpose_config(arch: Architecture, num_heads: int, source: str = "<state dict>"):
+    """The `VitPoseConfig` of an original-layout checkpoint's architecture (for the detector
+    input size of `DetectorCrop`)."""
     backbone_cls, config_cls, _ = _transformers()
+    image_hw = DetectorCrop.INPUT_SHAPE
     p = arch.patch_size
     grid = (image_hw[0] // p, image_hw[1] // p)
     if arch.num_patches != grid[0] * grid[1]:
@@ -235,11 +232,11 @@ class ViTPoseDetector:
         upsampling = model.config.scale_factor if model.config.use_simple_decoder else 4
         hm = tuple(s // p * upsampling for s, p in zip(image, patch))
         joints = model.config.num_labels
-        if image != INPUT_HW or hm != HEATMAP_HW or joints != NUM_JOINTS:
+        (ih, iw), (hh, hw) = DetectorCrop.INPUT_SHAPE, DetectorCrop.HEATMAP_SHAPE
+        if image != (ih, iw) or hm != (hh, hw) or joints != NUM_JOINTS:
             raise CheckpointError(f"{self.checkpoint}: a model for {image[0]}×{image[1]} input, "
                                   f"{joints} joints, {hm[0]}×{hm[1]} heatmaps; the detector "
-                                  f"contract is {INPUT_HW[0]}×{INPUT_HW[1]} → {NUM_JOINTS} × "
-                                  f"{HEATMAP_HW[0]}×{HEATMAP_HW[1]}")
+                                  f"contract is {ih}×{iw} → {NUM_JOINTS} × {hh}×{hw}")
 
     def __call__(self, crops: np.ndarray, requests: Sequence[CropRequest] | None = None
                  ) -> np.ndarray:
@@ -247,14 +244,14 @@ class ViTPoseDetector:
         if crops is None:
             raise ValueError("the vitpose backend needs the crops' pixels, got crops=None")
         crops = np.asarray(crops)
-        if crops.ndim != 4 or crops.shape[1:] != INPUT_HW + (3,):
-            raise ValueError(f"crops must be (B, {INPUT_HW[0]}, {INPUT_HW[1]}, 3), "
-                             f"got {crops.shape}")
+        h, w = DetectorCrop.INPUT_SHAPE
+        if crops.ndim != 4 or crops.shape[1:] != (h, w, 3):
+            raise ValueError(f"crops must be (B, {h}, {w}, 3), got {crops.shape}")
         if crops.dtype != np.uint8:
             raise ValueError(f"crops must be uint8 RGB, got {crops.dtype}")
         if requests is not None and len(requests) != len(crops):
             raise ValueError(f"{len(crops)} crops for {len(requests)} requests")
-        out = np.empty((len(crops), NUM_JOINTS) + HEATMAP_HW, dtype=np.float32)
+        out = np.empty((len(crops), NUM_JOINTS) + DetectorCrop.HEATMAP_SHAPE, np.float32)
         for start in range(0, len(crops), self.batch_size):
             out[start:start + self.batch_size] = self._heatmaps(crops[start:start +
                                                                       self.batch_size])
