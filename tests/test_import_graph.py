@@ -19,7 +19,7 @@ ALLOWED = {
     "eval": {"body", "stores", "core", "train"},
     "benchmarks": {"core", "body", "stores", "synthetic", "preprocess", "train", "eval"},
 }
-EVAL_FROM_TRAIN = ("train.model", "train.checkpoint", "train.inputs")
+EVAL_FROM_TRAIN = ("train.model", "train.checkpoint", "train.checkpoints_external", "train.inputs")
 
 
 def _sources() -> list[Path]:
