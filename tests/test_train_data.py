@@ -12,7 +12,7 @@ from stores.masks import union_mask
 from stores.schema import KEPT
 from stores.store import Store
 from train.augment import Augmentation, ScaleJitter, augment_box, photometric
-from train.context_cache import (
+from stores.context_cache import (
     build_context_cache, cache_path, context_matrix, open_context_cache,
 )
 from train.data import (

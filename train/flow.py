@@ -213,3 +213,31 @@ class ConditionalFlow(nn.Module):
         z = self._latents(c, n, generator)
         z = torch.cat([z.new_zeros(c.shape[0], 1, self.dim), z], dim=1)
         return self._decode(z, c)
+
+
+class RealNVP(ConditionalFlow):
+    """The paper's flow (Sec. 4.1): affine (RealNVP/GLOW) couplings, `model.coupling: realnvp`."""
+
+    def __init__(self, dim: int = 132, cond_dim: int = 979, blocks: int = 8, hidden: int = 1024,
+                 clamp: float = 2.0, dropout: float = 0.0) -> None:
+        super().__init__(dim, cond_dim, blocks, hidden, clamp, dropout, volume_preserving=False)
+
+
+class NICE(ConditionalFlow):
+    """ProHMR's volume-preserving flow of Table 3: additive couplings and a diagonal scaling,
+    `model.coupling: nice`."""
+
+    def __init__(self, dim: int = 132, cond_dim: int = 979, blocks: int = 8, hidden: int = 1024,
+                 clamp: float = 2.0, dropout: float = 0.0) -> None:
+        super().__init__(dim, cond_dim, blocks, hidden, clamp, dropout, volume_preserving=True)
+
+
+COUPLINGS = {"realnvp": RealNVP, "nice": NICE}
+
+
+def make_flow(coupling: str, dim: int, cond_dim: int, blocks: int, hidden: int, clamp: float,
+              dropout: float) -> ConditionalFlow:
+    """The flow named by `model.coupling` (realnvp | nice)."""
+    if coupling not in COUPLINGS:
+        raise ValueError(f"model.coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
+    return COUPLINGS[coupling](dim, cond_dim, blocks, hidden, clamp, dropout)
