@@ -6,6 +6,7 @@ import torch
 
 from core.config import load_config
 from eval.ablation import plan, run_ablation
+from train.inputs import ModelInput
 from train.model import ProbabilisticHMR
 
 from .test_eval import TINY
@@ -78,9 +79,10 @@ def test_switched_off_conditions_leave_no_parameters(overrides):
     model = ProbabilisticHMR(cfg, cfg.body.models)
     assert model.pose_condition is None
     assert not any(name.startswith("pose_condition") for name, _ in model.named_parameters())
-    batch = {"image": torch.zeros(2, 3, 224, 224), "det_kp": torch.zeros(2, 17, 3),
-             "bbox_cond": torch.ones(2, 3)}
-    cond = model.conditions(batch)
+    inputs = ModelInput(image=torch.zeros(2, 3, 224, 224), det_kp=torch.zeros(2, 17, 3),
+                        bbox_cond=torch.ones(2, 3), center=torch.zeros(2, 2),
+                        scale=torch.ones(2), focal=torch.ones(2), img_size=torch.ones(2, 2))
+    cond = model(inputs).condition
     assert cond.shape == (2, model.backbone.out_features)  # image features only (ProHMR)
 
 
