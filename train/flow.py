@@ -12,6 +12,10 @@ has `dim // 2` entries, as in older FrEIA releases; current FrEIA (`split_len=0.
 `round(dim / 2)`, which rounds half to even (7 → 4, 5 → 2). All agree on every even `dim`,
 including the paper's 132.
 
+`model.coupling` names the flow by its paper: `RealNVP` (affine couplings, the paper's model) or
+`NICE` (volume-preserving, ProHMR's rows of Table 3); both are a `ConditionalFlow` with the same
+state_dict layout, built by `make_flow`.
+
 Initialisation: PyTorch's default for every Linear, with the weights of each subnet's last
 Linear scaled by 0.01, so every block starts close to a pure shift (s ≈ 0) and training starts
 stable; the biases keep their default.
