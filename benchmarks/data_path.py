@@ -5,7 +5,7 @@ The reference release loads, per example, one gzip-compressed `.npy` of heatmap 
 full mask image, crops both to 224 with cv2.warpAffine and picks 25 samples per joint. This is a
 re-enactment written from that description (no code copied), run on the same rows, with the same
 box and photometric augmentation, the same normalisation and the same output tensors. Ours reads a
-pre-cut context crop and the samples from the store's context cache (train/context_cache.py).
+pre-cut context crop and the samples from the store's context cache (stores/context_cache.py).
 Both run on one core (torch and cv2 single-threaded), files warm in the page cache on both sides.
 """
 from __future__ import annotations
@@ -19,14 +19,15 @@ import cv2
 import numpy as np
 import torch
 
-from body.cameras import DetectorCrop, cliff_bbox_condition, crop_matrix, crop_normalize
+from body.cameras import DetectorCrop, crop_matrix, crop_normalize
 from core.config import load_config
 from core.seeding import rng_for
+from stores.context_cache import build_context_cache, cache_path
+from stores.masks import union_mask
 from stores.store import Store
 from train.augment import augment_box, photometric
-from stores.masks import union_mask
-from train.context_cache import build_context_cache, cache_path
-from train.data import ExampleSettings, TrainingExamples, _normalize
+from train.data import ExampleSettings, TrainingExample, TrainingExamples, TrainingTargets
+from train.inputs import model_input
 
 from .timing import timed
 
@@ -80,7 +81,7 @@ class ReferenceLoader:
             with gzip.open(self.npy_dir / f"{row}.npy.gz", "wb") as f:
                 np.save(f, packed.transpose(1, 0, 2).astype(np.float32))  # (150, 17, 4)
 
-    def example(self, k: int, row: int) -> dict[str, torch.Tensor]:
+    def example(self, k: int, row: int) -> TrainingExample:
         s, lab = self.s, self.labels
         rng = rng_for(s.seed, "example", k)
         c0, s0 = lab.center[row].astype(np.float64), np.asarray(lab.scale[row], np.float64)
@@ -102,28 +103,23 @@ class ReferenceLoader:
         chosen = np.take_along_axis(samples, pick[..., None], 1)
         det = self.det[row].astype(np.float64)
         coco = crop_normalize(lab.kp2d_coco[row].astype(np.float64), center, scale)
-        w, h = lab.image_size[row]
-        focal = lab.cam_int[row, 0, 0]
+        focal = np.float32(lab.cam_int[row, 0, 0])
         body = crop_normalize(lab.kp2d_body[row].astype(np.float64), center, scale)
         valid = np.isfinite(body).all(-1)
         f32 = lambda x: torch.from_numpy(np.asarray(x, np.float32))  # noqa: E731
-        return {"image": torch.from_numpy(_normalize(cv2.split(image))),
-                "mask": torch.from_numpy(mask), "use_mask": torch.tensor(bool(lab.mask[row])),
-                "det_kp": f32(np.concatenate([crop_normalize(det[:, :2], center, scale),
-                                              det[:, 2:]], -1)),
-                "bbox_cond": f32(cliff_bbox_condition(center, scale, w, h, focal)),
-                "center": f32(center), "scale": f32(scale), "focal": f32(focal),
-                "img_size": f32([w, h]), "gt_pose6d": torch.from_numpy(self.pose6d[row].copy()),
-                "gt_betas": f32(lab.betas[row]),
-                "gt_body2d": f32(np.where(valid[:, None], body, 0)),
-                "gt_body2d_valid": torch.from_numpy(valid), "gt_coco": f32(coco),
-                "max_conf": f32(det[:, 2]),
-                "gt_in_fov": torch.from_numpy(DetectorCrop(c0, s0).contains(lab.kp2d_coco[row])),
-                "gt_in_crop": torch.from_numpy((np.abs(coco) <= 1).all(-1)),
-                "hm_samples": f32(crop_normalize(chosen[..., :2].astype(np.float64), center,
-                                                 scale)),
-                "hm_inside": torch.from_numpy(chosen[..., 3] <= s.inside_px),
-                "row": torch.tensor(row), "dataset": torch.tensor(0)}
+        inputs = model_input(cv2.split(image), det, center, scale, focal,
+                             np.asarray(lab.image_size[row], np.float32))
+        return TrainingExample(inputs, TrainingTargets(
+            mask=torch.from_numpy(mask), use_mask=torch.tensor(bool(lab.mask[row])),
+            gt_pose6d=torch.from_numpy(self.pose6d[row].copy()), gt_betas=f32(lab.betas[row]),
+            gt_body2d=f32(np.where(valid[:, None], body, 0)),
+            gt_body2d_valid=torch.from_numpy(valid), gt_coco=f32(coco),
+            max_conf=f32(det[:, 2]),
+            gt_in_fov=torch.from_numpy(DetectorCrop(c0, s0).contains(lab.kp2d_coco[row])),
+            gt_in_crop=torch.from_numpy((np.abs(coco) <= 1).all(-1)),
+            hm_samples=f32(crop_normalize(chosen[..., :2].astype(np.float64), center, scale)),
+            hm_inside=torch.from_numpy(chosen[..., 3] <= s.inside_px),
+            row=torch.tensor(row), dataset=torch.tensor(0)))
 
 
 def measure(store: Path, tmp: Path, examples: int = 300, repeats: int = 3) -> dict:

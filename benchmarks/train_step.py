@@ -11,27 +11,32 @@ from pathlib import Path
 import torch
 
 from core.config import load_config
+from train.data import TrainingExample, TrainingTargets
+from train.inputs import ModelInput
 from train.model import POSE_DIM, ProbabilisticHMR
-from train.objective import loss_terms, total
+from train.objective import loss_terms, total, training_forward
 
 from .timing import timed
 
 
-def _batch(b: int, crop: int) -> dict:
+def _batch(b: int, crop: int) -> TrainingExample:
     g = torch.Generator().manual_seed(0)
     r = lambda *s: torch.rand(*s, generator=g)  # noqa: E731
-    return {"image": r(b, 3, crop, crop), "det_kp": r(b, 17, 3) * 2 - 1,
-            "bbox_cond": r(b, 3) * 0.2, "center": r(b, 2) * 100 + 300,
-            "scale": r(b) + 1.0, "focal": torch.full((b,), 1000.0),
-            "img_size": torch.tensor([[640.0, 360.0]]).expand(b, 2),
-            "gt_pose6d": torch.eye(3)[:2].flatten().expand(b, 22, 6).clone(),
-            "gt_betas": torch.zeros(b, 11), "gt_body2d": r(b, 24, 2) * 2 - 1,
-            "gt_body2d_valid": torch.ones(b, 24, dtype=torch.bool),
-            "gt_coco": r(b, 17, 2) * 2 - 1, "max_conf": r(b, 17),
-            "gt_in_fov": torch.ones(b, 17, dtype=torch.bool),
-            "gt_in_crop": torch.ones(b, 17, dtype=torch.bool),
-            "hm_samples": r(b, 17, 25, 2) * 2 - 1, "hm_inside": r(b, 17, 25) > 0.3,
-            "mask": r(b, crop, crop) > 0.5, "use_mask": torch.ones(b, dtype=torch.bool)}
+    inputs = ModelInput(image=r(b, 3, crop, crop), det_kp=r(b, 17, 3) * 2 - 1,
+                        bbox_cond=r(b, 3) * 0.2, center=r(b, 2) * 100 + 300,
+                        scale=r(b) + 1.0, focal=torch.full((b,), 1000.0),
+                        img_size=torch.tensor([[640.0, 360.0]]).expand(b, 2))
+    targets = TrainingTargets(
+        gt_pose6d=torch.eye(3)[:2].flatten().expand(b, 22, 6).clone(),
+        gt_betas=torch.zeros(b, 11), gt_body2d=r(b, 24, 2) * 2 - 1,
+        gt_body2d_valid=torch.ones(b, 24, dtype=torch.bool),
+        gt_coco=r(b, 17, 2) * 2 - 1, max_conf=r(b, 17),
+        gt_in_fov=torch.ones(b, 17, dtype=torch.bool),
+        gt_in_crop=torch.ones(b, 17, dtype=torch.bool),
+        hm_samples=r(b, 17, 25, 2) * 2 - 1, hm_inside=r(b, 17, 25) > 0.3,
+        mask=r(b, crop, crop) > 0.5, use_mask=torch.ones(b, dtype=torch.bool),
+        row=torch.arange(b), dataset=torch.zeros(b, dtype=torch.int64))
+    return TrainingExample(inputs, targets)
 
 
 def bench_train_step(body_models: Path, batch: int = 64, repeats: int = 2) -> dict:
@@ -41,33 +46,33 @@ def bench_train_step(body_models: Path, batch: int = 64, repeats: int = 2) -> di
     model = ProbabilisticHMR(cfg, cfg.body.models).train()
     data = _batch(batch, cfg.model.crop_size)
     n = cfg.model.samples_train
-    t_backbone, _ = timed(lambda: model.backbone(data["image"]), repeats)
+    t_backbone, _ = timed(lambda: model.backbone(data.inputs.image), repeats)
     with torch.no_grad():
-        cond = model.conditions(data)
-    cond = cond.detach()
+        posterior = model(data.inputs)  # its condition carries no gradient to the backbone
+    gt = data.targets.gt_pose6d
 
     def flow_fwd_bwd():
-        pose = model.flow.sample_with_mode(cond, n)
-        log_prob = model.flow.log_prob(data["gt_pose6d"].flatten(1), cond)
+        pose = posterior.mode_and_samples(n)
+        log_prob = posterior.log_prob(gt)
         (pose.square().mean() - log_prob.mean() / POSE_DIM).backward()
         model.zero_grad(set_to_none=True)
 
     t_flow, _ = timed(flow_fwd_bwd, repeats)
 
     def step():
-        out = model(data, n)
-        loss = total(loss_terms(out, data, cfg), cfg)
+        out, log_prob = training_forward(model, data, n, cfg)
+        loss = total(loss_terms(out, log_prob, data.targets, cfg), cfg)
         loss.backward()
         model.zero_grad(set_to_none=True)
-        return out
+        return out, log_prob
 
-    t_step, out = timed(step, repeats)
+    t_step, _ = timed(step, repeats)
     with torch.no_grad():
-        pose = model.flow.sample_with_mode(cond, n).unflatten(-1, (22, 6))
-        log_prob = model.flow.log_prob(data["gt_pose6d"].flatten(1), cond)
-        betas, cam = model.head(cond)
-    t_body, out = timed(lambda: model.project(pose, betas, cam, data, log_prob), repeats)
-    t_loss, _ = timed(lambda: loss_terms(out, data, cfg), repeats)
+        pose = posterior.mode_and_samples(n)
+        log_prob = posterior.log_prob(gt)
+        posterior.shape_camera()
+    t_body, out = timed(lambda: posterior.project(pose), repeats)
+    t_loss, _ = timed(lambda: loss_terms(out, log_prob, data.targets, cfg), repeats)
     without_backbone = t_step - t_backbone
     ratio = without_backbone / t_flow
     return {"value": round(ratio, 2), "unit": "x flow fwd+bwd", "goal": "<= 1.3",

@@ -23,8 +23,8 @@ from omegaconf import DictConfig
 
 from core.config import load_config
 from core.errors import MissingFileError, UnknownNameError
-from train.checkpoint import PATTERN, latest_checkpoint
-from train.trainer import run_dir
+from stores.paths import store_path
+from train.checkpoint import PATTERN, latest_checkpoint, run_dir
 
 from .ablation_report import write_ablation_report
 from .run import report_dir
@@ -127,7 +127,7 @@ def run_ablation(user_overrides: list[str], quick: bool = False, only: list[str]
                                "pipelines.yaml")
     stores = Path(cfg.paths.stores)
     missing = [s for s in [*cfg.train.stores, dataset]
-               if not (stores / f"{s}.zarr" / "zarr.json").exists()]
+               if not (store_path(stores, s) / "zarr.json").exists()]
     if missing:
         raise MissingFileError(f"no store for {missing} under {stores}: "
                                "make precompute DATASET=synthetic")

@@ -17,6 +17,7 @@ from body.cameras import crop_normalize, intrinsics, perspective_projection
 from body.models import load_h36m_regressor, load_smpl, load_smplx, load_smplx2smpl
 from body.rotations import axis_angle_to_matrix, rot6d_to_matrix
 from stores.store import Store
+from train.inputs import ModelInput, to_device
 from train.model import NUM_BETAS, ProbabilisticHMR
 
 from . import metrics
@@ -78,23 +79,24 @@ class Evaluator:
         return ground_truth_bodies(self.gt_models, labels, rows, self.device)
 
     def coco_crop(self, verts: torch.Tensor, transl: torch.Tensor,
-                  batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+                  inputs: ModelInput) -> tuple[torch.Tensor, torch.Tensor]:
         """COCO-17 of predicted SMPL meshes (B, H, 6890, 3), as the reference release projects
         them (`metrics.coco17_of_smpl_mesh`): (3D joints (B, H, 17, 3) model frame, 2D points
         (B, H, 17, 2) through the CLIFF camera `transl` (B, 3), normalised to the crop)."""
         joints = metrics.coco17_of_smpl_mesh(verts, self.smpl_regressor, self.vertex_ids)
-        return joints, project_to_crop(joints, transl, batch)
+        return joints, project_to_crop(joints, transl, inputs)
 
 
-def project_to_crop(joints: torch.Tensor, transl: torch.Tensor, batch: dict) -> torch.Tensor:
+def project_to_crop(joints: torch.Tensor, transl: torch.Tensor,
+                    inputs: ModelInput) -> torch.Tensor:
     """Model-frame joints (B, H, J, 3) + the full-image camera translation (B, 3) → crop-normalised
     2D (B, H, J, 2), with the batch's focal, image size, box (as `ProbabilisticHMR.project`)."""
-    width, height = batch["img_size"][:, 0], batch["img_size"][:, 1]
-    k = intrinsics(batch["focal"], width, height)
+    width, height = inputs.img_size[:, 0], inputs.img_size[:, 1]
+    k = intrinsics(inputs.focal, width, height)
     b, h = joints.shape[:2]
     uv = perspective_projection((joints + transl[:, None, None]).flatten(1, 2), k)
-    return crop_normalize(uv.unflatten(1, (h, -1)), batch["center"][:, None],
-                          batch["scale"][:, None])
+    return crop_normalize(uv.unflatten(1, (h, -1)), inputs.center[:, None],
+                          inputs.scale[:, None])
 
 
 @torch.no_grad()
@@ -141,16 +143,16 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
     w1_rng = np.random.default_rng(seed)
     got = Collected()
     for batch in tqdm(loader, desc="eval", unit="batch"):
-        batch = {k: v.to(evaluator.device) for k, v in batch.items()}
-        rows = batch["row"].cpu().numpy()
-        out = evaluator.model(batch, hypotheses - 1, generator, with_log_prob=False)
+        inputs, extras = to_device(batch, evaluator.device)
+        rows = extras.row.cpu().numpy()
+        out = evaluator.model(inputs).hypotheses(hypotheses - 1, generator)
         pred = evaluator.smpl_vertices(out.pose6d, out.betas)  # (B, H, 6890, 3)
         gt_verts, gt_joints = evaluator.ground_truth(labels, rows)
         pve = _errors(evaluator, pred, gt_verts, gt_joints, got)
-        joints, coco = evaluator.coco_crop(pred, out.transl, batch)
-        visible = batch["det_kp"][..., 2] > visible_conf
+        joints, coco = evaluator.coco_crop(pred, out.transl, inputs)
+        visible = inputs.det_kp[..., 2] > visible_conf
         gt2d = torch.as_tensor(labels.kp2d_coco[rows], device=evaluator.device)
-        gt_crop = (gt2d - batch["center"][:, None]) / (100 * batch["scale"][:, None, None])
+        gt_crop = (gt2d - inputs.center[:, None]) / (100 * inputs.scale[:, None, None])
         to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
         for part, sl in ((got.kp2d_mode, slice(0, 1)), (got.kp2d_samples, slice(1, None))):
             mean, count = metrics.keypoint_2d_error(to256(coco[:, sl]), to256(gt_crop), visible)
@@ -158,26 +160,26 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
         for part, sel in ((got.spread_visible, visible), (got.spread_invisible, ~visible)):
             if sel.any():
                 part.append((float(metrics.spread_3d(joints, sel)), int(sel.sum())))
-        occluded = ~visible & (batch["det_kp"][..., 2] > cfg.losses.mmd_min_conf) & \
+        occluded = ~visible & (inputs.det_kp[..., 2] > cfg.losses.mmd_min_conf) & \
             (gt_crop.abs() <= 1).all(-1)
         got.heatmap_w1.append(metrics.heatmap_wasserstein(
-            to256(coco[:, 1:]), to256(batch["hm_samples"]), occluded, w1_rng))
-        pin, mind, count = plausibility(to256(coco), batch["mask256"], batch["has_mask"],
+            to256(coco[:, 1:]), to256(extras.hm_samples), occluded, w1_rng))
+        pin, mind, count = plausibility(to256(coco), extras.mask256, extras.has_mask,
                                         visible, cfg.eval.mask_min_invisible)
         if count:
             got.percin.append((pin, count))
             got.mindist.append((mind, count))
         pick = np.isin(rows, curve_rows)
         if pick.any():
-            got.pve_curve.append(_pve_curve(evaluator, batch, pick, out.betas, pve,
+            got.pve_curve.append(_pve_curve(evaluator, inputs, pick, out.betas, pve,
                                             (gt_verts, gt_joints), curve_max, curve_generator))
         spacing = max(1, len(data) // 8)  # plot crops spread over the whole test set
         for i in np.flatnonzero(rows % spacing == 0):
             if len(got.examples) < 8:
                 got.examples.append({
-                    "row": int(rows[i]), "image": batch["image"][i].cpu(),
+                    "row": int(rows[i]), "image": inputs.image[i].cpu(),
                     "coco2d": coco[i].cpu(), "gt_coco": gt_crop[i].cpu(),
-                    "conf": batch["det_kp"][i, :, 2].cpu()})
+                    "conf": inputs.det_kp[i, :, 2].cpu()})
     return got
 
 
@@ -213,7 +215,7 @@ def _errors(evaluator: Evaluator, pred: torch.Tensor, gt_verts: torch.Tensor,
     return values["pve"]
 
 
-def _pve_curve(evaluator: Evaluator, batch: dict, pick: np.ndarray, betas: torch.Tensor,
+def _pve_curve(evaluator: Evaluator, inputs: ModelInput, pick: np.ndarray, betas: torch.Tensor,
                pve: torch.Tensor, gt: tuple[torch.Tensor, torch.Tensor], n: int,
                generator: torch.Generator) -> torch.Tensor:
     """(B', n) PVE of n hypotheses (mode first) of the picked crops for the PVE-vs-N curve
@@ -223,10 +225,9 @@ def _pve_curve(evaluator: Evaluator, batch: dict, pick: np.ndarray, betas: torch
     extra = n - have.shape[1]
     if extra <= 0:
         return have[:, :n].cpu()
-    sub = {k: v[sel] for k, v in batch.items()}
-    cond = evaluator.model.conditions(sub)
+    posterior = evaluator.model(inputs.select(sel))
     _, gp = _ground_truth_centred(evaluator, gt[0][sel], gt[1][sel])
-    pose = evaluator.model.flow.sample(cond, extra, generator).unflatten(-1, (22, 6))
+    pose = posterior.sample(extra, generator)
     errors = [have]
     for start in range(0, extra, 100):
         verts = evaluator.smpl_vertices(pose[:, start:start + 100], betas[sel])

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from train.visualize import crop_rgb  # noqa: E402
+from train.inputs import crop_rgb  # noqa: E402
 
 from . import metrics  # noqa: E402
 from .protocol import Collected  # noqa: E402

@@ -5,14 +5,13 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from core.errors import ConfigError, MissingFileError, UnknownNameError
 from core.seeding import stable_seed
-from train.checkpoint import latest_checkpoint, read_checkpoint
-from train.checkpoints_external import load_reference_checkpoint
-from train.model import ProbabilisticHMR
-from train.trainer import run_dir
+from stores.paths import store_path
+from train.checkpoint import latest_checkpoint, run_dir
+from train.model import load_model
 
 from .protocol import Evaluator, evaluate
 from .report import summarize, write_report
@@ -30,28 +29,6 @@ def resolve_checkpoint(cfg: DictConfig, checkpoint: str | None) -> Path:
         raise MissingFileError(f"no checkpoint in {run_dir(cfg)}: train first (make train) "
                                "or pass CKPT=…")
     return path
-
-
-def load_model(cfg: DictConfig, ckpt: Path) -> tuple[ProbabilisticHMR, DictConfig, str]:
-    """(model, its configuration, report name) of a checkpoint: ours (`.pt`, with the
-    configuration it was trained with) or the reference release's Lightning `humr_best.ckpt`
-    (`.ckpt`, docs/formats.md), built with the current configuration (`profile=paper` for it)."""
-    if ckpt.suffix == ".ckpt":
-        model = ProbabilisticHMR(cfg, cfg.body.models)
-        report = load_reference_checkpoint(model, ckpt)
-        if report["missing"]:
-            raise ValueError(f"{ckpt}: the reference checkpoint leaves {len(report['missing'])} "
-                             f"of the model's weights unset ({', '.join(report['missing'][:5])}"
-                             "…); is the profile right (PROFILE=paper)?")
-        return model, cfg, "reference"
-    state = read_checkpoint(ckpt)
-    # the checkpoint's configuration over today's defaults: keys added since it was trained
-    # take their default (the old behaviour)
-    trained = OmegaConf.merge(cfg, OmegaConf.create(state["config"]),
-                              {"body": {"models": cfg.body.models}})
-    model = ProbabilisticHMR(trained, cfg.body.models)
-    model.load_state_dict(state["model"])
-    return model, trained, ckpt.parent.parent.name
 
 
 def report_dir(reports: str | Path, run: str, ckpt: Path, dataset: str) -> Path:
@@ -79,7 +56,7 @@ def run_evaluation(cfg: DictConfig, dataset: str, checkpoint: str | None = None)
     if protocol not in ("emdb", "3dpw"):
         raise ConfigError(f"datasets.{dataset}.protocol must be emdb or 3dpw, got {protocol!r} "
                           "(is it a test set?)")
-    store = Path(cfg.paths.stores) / f"{dataset}.zarr"
+    store = store_path(cfg.paths.stores, dataset)
     if not (store / "zarr.json").exists():
         raise MissingFileError(f"no store at {store}: make precompute DATASET={dataset}")
     ckpt = resolve_checkpoint(cfg, checkpoint)

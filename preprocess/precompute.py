@@ -24,6 +24,7 @@ from tqdm import tqdm
 from core.errors import ConfigError, MissingFileError, UnknownNameError
 from stores.labels import LabelRows
 from stores.lock import StoreLock
+from stores.paths import store_path
 from stores.schema import REASONS, SCHEMA_VERSION, StoreError, is_skip
 from stores.store import Store, schema_version
 from stores.verify import check, record_path
@@ -109,7 +110,7 @@ def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig) -> tuple
     rows = READERS[entry.format](entry.root, cfg.body.models, **reader_args)
     chunk_rows = cfg.precompute.chunk_rows
     fingerprint = _fingerprint(settings, sources, len(rows), chunk_rows)
-    path = Path(cfg.paths.stores) / f"{name}.zarr"
+    path = store_path(cfg.paths.stores, name)
     old_schema = (path / "zarr.json").exists() and schema_version(path) != SCHEMA_VERSION
     if old_schema:
         print(f"{path} has schema v{schema_version(path)}, this code writes v{SCHEMA_VERSION}: "
@@ -160,7 +161,7 @@ def repair(store: Store, rows: LabelRows) -> dict[str, list[int]]:
 def precompute(cfg: DictConfig, name: str, client=None) -> dict:
     """Precompute one dataset into its store; returns the run summary."""
     entry = _check(cfg, name)
-    with StoreLock(Path(cfg.paths.stores) / f"{name}.zarr"):
+    with StoreLock(store_path(cfg.paths.stores, name)):
         return _precompute_locked(cfg, name, entry, client)
 
 

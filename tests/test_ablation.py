@@ -6,6 +6,7 @@ import torch
 
 from core.config import load_config
 from eval.ablation import plan, run_ablation
+from train.inputs import ModelInput
 from train.model import ProbabilisticHMR
 
 from .test_eval import TINY
@@ -55,7 +56,7 @@ def test_variants_differ_as_the_tables_say(overrides):
     by_name = {v.name: v.cfg for v in variants}
     assert len(by_name) == 8  # Table 3's six rows and S2's two extra models
     prohmr, realnvp, full = by_name["prohmr"], by_name["realnvp"], by_name["mask"]
-    assert prohmr.model.volume_preserving and not realnvp.model.volume_preserving
+    assert prohmr.model.coupling == "nice" and realnvp.model.coupling == "realnvp"
     assert not prohmr.model.use_pose_condition and not prohmr.model.use_bbox_condition
     assert realnvp.loss_weights.keypoints_2d_samples == 1e-3 and realnvp.loss_weights.mmd == 0
     assert by_name["l2d_vis"].losses.samples_2d_visible_only
@@ -78,9 +79,10 @@ def test_switched_off_conditions_leave_no_parameters(overrides):
     model = ProbabilisticHMR(cfg, cfg.body.models)
     assert model.pose_condition is None
     assert not any(name.startswith("pose_condition") for name, _ in model.named_parameters())
-    batch = {"image": torch.zeros(2, 3, 224, 224), "det_kp": torch.zeros(2, 17, 3),
-             "bbox_cond": torch.ones(2, 3)}
-    cond = model.conditions(batch)
+    inputs = ModelInput(image=torch.zeros(2, 3, 224, 224), det_kp=torch.zeros(2, 17, 3),
+                        bbox_cond=torch.ones(2, 3), center=torch.zeros(2, 2),
+                        scale=torch.ones(2), focal=torch.ones(2), img_size=torch.ones(2, 2))
+    cond = model(inputs).condition
     assert cond.shape == (2, model.backbone.out_features)  # image features only (ProHMR)
 
 

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from body.models import load_smpl, load_smplx, load_smplx2smpl
 from body.rotations import axis_angle_to_matrix
@@ -90,11 +91,11 @@ def test_model_mode_is_the_first_hypothesis(trained):
 def test_reference_checkpoint_evaluates_like_the_same_weights_of_ours(trained, tmp_path):
     """`make eval-emdb CKPT=humr_best.ckpt`: our trained weights saved under the reference
     release's Lightning names give exactly the report of our own checkpoint."""
-    from train.checkpoint import latest_checkpoint, read_checkpoint
+    from train.checkpoint import latest_checkpoint, read_checkpoint, run_dir
 
     from .test_checkpoints_external import to_reference_names
 
-    ours = latest_checkpoint(trainer.run_dir(trained))
+    ours = latest_checkpoint(run_dir(trained))
     model = ProbabilisticHMR(trained, trained.body.models)
     model.load_state_dict(read_checkpoint(ours)["model"])
     torch.save({"state_dict": to_reference_names(model), "epoch": 1},
@@ -118,7 +119,8 @@ def test_reference_checkpoint_evaluates_like_the_same_weights_of_ours(trained, t
 
 def _evaluator(cfg):
     from eval.protocol import Evaluator
-    from eval.run import load_model, resolve_checkpoint
+    from eval.run import resolve_checkpoint
+    from train.model import load_model
 
     model, trained_cfg, _ = load_model(cfg, resolve_checkpoint(cfg, None))
     return Evaluator(model, trained_cfg, "emdb", torch.device("cpu"))
@@ -180,11 +182,11 @@ def test_eval_projection_is_the_models_camera(trained):
     evaluator = _evaluator(trained)
     store = f"{trained.paths.stores}/synthetic-test.zarr"
     data = TestExamples(store, trained.model.crop_size, trained.train.context_factor)
-    batch = {k: torch.stack([data[i][k] for i in range(3)]) for k in data[0]}
+    inputs = default_collate([data[i] for i in range(3)]).inputs
     with torch.no_grad():
-        out = evaluator.model(batch, 2, torch.Generator().manual_seed(0), with_log_prob=False)
+        out = evaluator.model(inputs).hypotheses(2, torch.Generator().manual_seed(0))
     model_frame = out.joints3d[:, :, :17] - out.transl[:, None, None]
-    torch.testing.assert_close(project_to_crop(model_frame, out.transl, batch), out.coco2d,
+    torch.testing.assert_close(project_to_crop(model_frame, out.transl, inputs), out.coco2d,
                                atol=1e-5, rtol=1e-4)
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.flow import (ATAN_SCALE, ConditionalFlow, CouplingBlock, DiagonalScaling, Permutation,
-                        soft_clamp)
+from train.flow import (ATAN_SCALE, NICE, ConditionalFlow, CouplingBlock, DiagonalScaling,
+                        Permutation, RealNVP, make_flow, soft_clamp)
 
 
 def _randomize(module: torch.nn.Module, std: float = 0.3, seed: int = 0) -> None:
@@ -220,3 +220,20 @@ def test_paper_configuration_parameter_count():
     subnet = (66 + 979) * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 132 + 132
     assert sum(p.numel() for p in flow.parameters()) == subnet * 2 * 8
     assert sum(b.numel() for b in flow.buffers()) == 8 * 2 * 132
+
+
+def test_coupling_names_build_the_papers_flows_with_one_key_layout():
+    """`model.coupling`: realnvp is the affine flow, nice the volume-preserving one (additive
+    couplings + a diagonal scaling); both keep FrEIA's key layout, an unknown name is refused."""
+    realnvp, nice = (make_flow(name, 6, 3, 2, 8, 2.0, 0.0) for name in ("realnvp", "nice"))
+    assert type(realnvp) is RealNVP and type(nice) is NICE
+    assert realnvp.state_dict().keys() == ConditionalFlow(6, 3, 2, 8).state_dict().keys()
+    assert nice.state_dict().keys() == ConditionalFlow(
+        6, 3, 2, 8, volume_preserving=True).state_dict().keys()
+    assert isinstance(nice.module_list[-1], DiagonalScaling)
+    assert not any(isinstance(m, DiagonalScaling) for m in realnvp.module_list)
+    # additive couplings: their subnets output t only (3 entries), the affine ones [s | t]
+    assert nice.module_list[0].subnet1[6].out_features == 3
+    assert realnvp.module_list[0].subnet1[6].out_features == 6
+    with pytest.raises(ValueError, match="model.coupling.*glow"):
+        make_flow("glow", 6, 3, 2, 8, 2.0, 0.0)

@@ -15,7 +15,7 @@ from stores.lock import StoreLock
 from stores.schema import StoreError
 from stores.store import DONE, Store
 from stores.verify import record_path, require_verified, verify
-from train.context_cache import build_context_cache, cache_path, open_context_cache
+from stores.context_cache import build_context_cache, cache_path, open_context_cache
 from train.data import TrainingExamples
 
 

@@ -11,13 +11,14 @@ from core.config import load_config
 from stores.masks import union_mask
 from stores.schema import KEPT
 from stores.store import Store
-from train.augment import Augmentation, ScaleJitter, augment_box, photometric
-from train.context_cache import (
+from stores.context_cache import (
     build_context_cache, cache_path, context_matrix, open_context_cache,
 )
+from train.augment import Augmentation, ScaleJitter, augment_box, photometric
 from train.data import (
-    ExampleSampler, ExampleSettings, TrainingExamples, denormalize_image, make_loader,
+    ExampleSampler, ExampleSettings, TrainingExample, TrainingExamples, make_loader,
 )
+from train.inputs import denormalize_image
 
 NO_AUGMENTATION = ExampleSettings(augment=Augmentation.disabled())
 
@@ -89,7 +90,7 @@ UNDILATED = ExampleSettings(augment=Augmentation.disabled(), mask_dilation=0)
 def test_unaugmented_example_equals_the_model_crop_of_the_frame(store):
     ds = TrainingExamples([store], UNDILATED)
     for k in range(5):
-        ex = ds[k]
+        ex = _fields(ds[k])
         frame, mask, labels = _frame(store, int(ex["row"]))
         c, s = labels.center[0].astype(np.float64), labels.scale[0].astype(np.float64)
         direct = crop_image(frame, c, s).astype(float)
@@ -109,7 +110,7 @@ def test_training_mask_is_dilated_three_times_by_3x3(store):
     assert NO_AUGMENTATION.mask_dilation == 3
     grown = 0
     for k in range(4):
-        a, b = dilated[k]["mask"].numpy(), plain[k]["mask"].numpy()
+        a, b = _fields(dilated[k])["mask"].numpy(), _fields(plain[k])["mask"].numpy()
         padded = np.pad(b, 3)
         window = np.lib.stride_tricks.sliding_window_view(padded, (7, 7)).any((-1, -2))
         np.testing.assert_array_equal(a, window)
@@ -151,7 +152,13 @@ def test_cache_is_rebuilt_when_the_store_fingerprint_changes(store, tmp_path):
     assert not list(tmp_path.glob("*.building-*")) and not list(tmp_path.glob("*.old-*"))
 
 
+def _fields(example) -> dict:
+    """A TrainingExample's tensors by field name (the model input's, then the targets')."""
+    return {**example.inputs._asdict(), **example.targets._asdict()}
+
+
 def _assert_same(a, b):
+    a, b = (_fields(x) if isinstance(x, TrainingExample) else x for x in (a, b))
     assert a.keys() == b.keys()
     for key in a:
         assert a[key].dtype == b[key].dtype, key
@@ -170,7 +177,7 @@ def test_examples_depend_only_on_k(store, examples):
         del it, loader
     for a, b in zip(*batches):
         _assert_same(a, b)
-    first = batches[0][0]
+    first = _fields(batches[0][0])
     assert first["image"].shape == (4, 3, 224, 224) and first["hm_samples"].shape == (4, 17, 25, 2)
     for j, k in enumerate(range(3, 7)):
         _assert_same({key: v[j] for key, v in first.items()}, examples[k])
@@ -180,7 +187,7 @@ def test_different_k_differ_in_augmentation(examples):
     epoch = len(examples)
     row = examples.locate(0)[1]
     again = next(k for k in range(epoch, 2 * epoch) if examples.locate(k)[1] == row)
-    a, b = examples[0], examples[again]
+    a, b = _fields(examples[0]), _fields(examples[again])
     assert int(a["row"]) == int(b["row"])
     assert not torch.equal(a["center"], b["center"]) or not torch.equal(a["scale"], b["scale"])
     assert not torch.equal(a["image"], b["image"])
@@ -199,7 +206,7 @@ def test_geometry_without_augmentation(store):
     labels = s.labels()
     det = s.read("detector/keypoints")
     for k in range(len(ds)):
-        ex = ds[k]
+        ex = _fields(ds[k])
         row = int(ex["row"])
         c = labels.center[row].astype(np.float64)
         sc = np.asarray(labels.scale[row], np.float64)
@@ -225,7 +232,7 @@ def test_heatmap_samples_lie_in_the_original_detector_view(store, examples):
     labels = s.labels()
     distance = s.read("samples/mask_distance")
     for k in range(0, 3 * len(examples), 5):
-        ex = examples[k]
+        ex = _fields(examples[k])
         row = int(ex["row"])
         c, sc = ex["center"].numpy().astype(np.float64), ex["scale"].numpy().astype(np.float64)
         xy = crop_denormalize(ex["hm_samples"].numpy().astype(np.float64), c, sc)
@@ -250,7 +257,7 @@ def test_condition_is_in_the_augmented_box(store, examples):
     labels, det = s.labels(), s.read("detector/keypoints").astype(np.float64)
     moved = 0
     for k in range(0, 2 * len(examples), 3):
-        ex = examples[k]
+        ex = _fields(examples[k])
         row = int(ex["row"])
         c, sc = ex["center"].numpy().astype(np.float64), float(ex["scale"])
         by_hand = (det[row, :, :2] - c) / (100 * sc)
@@ -265,7 +272,7 @@ def test_condition_is_in_the_augmented_box(store, examples):
 def test_gt_pose6d_is_the_first_two_rows_of_the_rotations(store, examples):
     from scipy.spatial.transform import Rotation
 
-    ex = examples[2]
+    ex = _fields(examples[2])
     pose = Store(store).read("labels/pose")[int(ex["row"])]
     rot = Rotation.from_rotvec(pose).as_matrix()
     np.testing.assert_allclose(ex["gt_pose6d"].numpy(), rot[:, :2].reshape(22, 6), atol=1e-5)
@@ -306,7 +313,7 @@ def test_only_kept_rows_are_served(store, examples):
     assert len(kept) < Store(store).n_rows  # the filter dropped some rows
     datasets, rows = examples.epoch_table(0)
     assert sorted(rows) == sorted(kept) and (datasets == 0).all()
-    assert {int(examples[k]["row"]) for k in range(0, len(examples), 3)} <= set(kept)
+    assert {int(_fields(examples[k])["row"]) for k in range(0, len(examples), 3)} <= set(kept)
     other = examples.epoch_table(1)[1]
     assert sorted(other) == sorted(kept) and not np.array_equal(other, rows)
 
@@ -320,7 +327,7 @@ def test_dataset_weights_change_the_mix(store, tmp_path):
     for epoch in range(3):
         datasets, rows = only_first.epoch_table(epoch)
         assert (datasets == 0).all() and set(rows) <= set(_kept(store))
-    assert {int(only_first[k]["dataset"]) for k in range(0, 40, 4)} == {0}
+    assert {int(_fields(only_first[k])["dataset"]) for k in range(0, 40, 4)} == {0}
     uniform = TrainingExamples([store, second], build=False)
     datasets, _ = uniform.epoch_table(0)
     assert (datasets == 0).sum() == (datasets == 1).sum() == len(_kept(store))

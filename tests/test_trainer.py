@@ -11,7 +11,7 @@ from train import trainer
 from train.checkpoint import RunExistsError, read_checkpoint
 from train.data import make_loader
 from train.model import ProbabilisticHMR
-from train.objective import loss_terms, total
+from train.objective import loss_terms, total, training_forward
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["train.batch_size=4", "train.workers=0", "model.flow_hidden=32", "model.flow_blocks=2",
@@ -39,8 +39,8 @@ def test_gradients_reach_every_trainable_parameter_and_never_the_backbone(
     model = ProbabilisticHMR(cfg, cfg.body.models)
     batch = _batch(cfg, precomputed[0])
     model.train()
-    out = model(batch, cfg.model.samples_train)
-    total(loss_terms(out, batch, cfg), cfg).backward()
+    out, log_prob = training_forward(model, batch, cfg.model.samples_train, cfg)
+    total(loss_terms(out, log_prob, batch.targets, cfg), cfg).backward()
     for name, p in model.named_parameters():
         if name.startswith("backbone."):
             assert not p.requires_grad and p.grad is None, name
@@ -94,7 +94,7 @@ def test_non_finite_loss_stops_naming_step_and_term(
         precomputed, body_models, tmp_path, monkeypatch):
     cfg = _cfg(precomputed, body_models, tmp_path, "train.iterations=3", "train.run=nan")
 
-    def poisoned(out, batch, cfg):
+    def poisoned(out, log_prob, targets, cfg):
         return {"nll": torch.tensor(float("nan")), "orth": out.pose6d.sum() * 0}
 
     monkeypatch.setattr(trainer, "loss_terms", poisoned)

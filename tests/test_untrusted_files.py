@@ -14,7 +14,7 @@ from body.models import load_smpl, load_smplx, load_smplx2smpl, read_model_file,
 from core.cli import run_cli
 from core.config import load_config
 from core.safe_pickle import UnsafePickleError, load_pickle
-from eval.run import load_model
+from train.model import load_model
 from preprocess.readers.files import load_dataset_pickle
 from train.checkpoint import CheckpointError, read_checkpoint, resume_point, save_checkpoint
 from train.checkpoints_external import load_reference_checkpoint

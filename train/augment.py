@@ -55,7 +55,7 @@ def augment_box(rng: np.random.Generator, center, scale, cfg) -> tuple[np.ndarra
     with probability `truncation_p`, the truncation crop: a square of half that side, centred
     horizontally on the box and at a uniformly random height such that it lies inside the
     (jittered) box. Every augmented box lies inside the box of side max(1, jitter max)·b, so
-    inside the context crop (train/context_cache.py) when context_factor ≥ jitter max.
+    inside the context crop (stores/context_cache.py) when context_factor ≥ jitter max.
     `cfg` has `scale_jitter.{std, min, max}` and `truncation_p` (`Augmentation` or `train:`).
     """
     j = cfg.scale_jitter

@@ -86,6 +86,11 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     fsync_path(path.parent)
 
 
+def run_dir(cfg: DictConfig) -> Path:
+    """`<paths.runs>/<train.run>` (default: the profile name): where a run keeps its checkpoints."""
+    return Path(cfg.paths.runs) / (cfg.train.run or cfg.profile)
+
+
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scaler, step: int,
                     next_example: int, cfg: DictConfig) -> Path:
     """Write the step's checkpoint, then the `latest` marker, both atomically."""

@@ -1,4 +1,4 @@
-"""Training examples (docs/method.md §3–§5): stores + context caches -> dicts of tensors.
+"""Training examples (docs/method.md §3–§5): stores + context caches -> `TrainingExample`s.
 
 Addressing. An example is named by a GLOBAL COUNTER k = 0, 1, 2, … . Epoch e = k // E (E = number
 of kept rows over all stores) serves the rows of a permutation seeded by (seed, "epoch", e); all
@@ -13,10 +13,11 @@ docs/method.md §1). With per-store weights w, an epoch has round(E·w_d/Σw) sl
 (largest remainders), filled by the store's own permutations (repeated when the quota exceeds its
 rows), and the slots are shuffled.
 
-Per example (dict of tensors; 2D coordinates crop-normalised with `body.cameras.crop_normalize`
-to the AUGMENTED model box, [−1, 1] over the square, unless noted):
+Per example: `inputs` (`train.inputs.ModelInput`, built by `train.inputs.model_input`, the same
+call as evaluation's) and `targets` (`TrainingTargets`); 2D coordinates crop-normalised with
+`body.cameras.crop_normalize` to the AUGMENTED model box, [−1, 1] over the square, unless noted:
 
-| key | shape, dtype | meaning |
+| field | shape, dtype | meaning |
 |---|---|---|
 | `image` | (3, S, S) float32 | ImageNet-normalised RGB crop of the augmented box (+ photometric) |
 | `mask` | (S, S) bool | union person mask aligned with `image`, dilated (mask loss, below) |
@@ -46,7 +47,7 @@ undilated mask, one definition of the training mask here).
 
 Reading. The small per-row label arrays (≈ 1 KB/row: ≈ 1 GB per process for a million rows) are
 read whole, lazily, once per process; pixels and heatmap samples come row by row from the store's
-context cache (train/context_cache.py) — ≈ 0.1 ms per example instead of ≈ 7 ms (640×360) to
+context cache (stores/context_cache.py) — ≈ 0.1 ms per example instead of ≈ 7 ms (640×360) to
 25 ms (1280×720) for decoding a full frame and mask. The model crop is one bilinear warp of the
 context; the context has the unjittered crop's pixel density, so a jittered-down or truncated box
 is upsampled from it by up to 1/0.75 (jitter) or 2.7× (truncation of a jittered-down box) where a
@@ -59,26 +60,27 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from body.cameras import DetectorCrop, cliff_bbox_condition, crop_matrix, crop_normalize
+from body.cameras import DetectorCrop, crop_matrix, crop_normalize
 from body.pixels import INSIDE_MASK_PX
 from body.rotations import axis_angle_to_rot6d
 from core.seeding import rng_for
+from stores.context_cache import ContextCache, build_context_cache, context_to_crop, \
+    open_context_cache
+from stores.paths import resolve_store
 from stores.schema import KEPT
 from stores.store import Store
 
 from .augment import Augmentation, augment_box, draw_photometric
-from .context_cache import ContextCache, build_context_cache, open_context_cache
+from .inputs import ModelInput, model_input, samples_to_crop
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 BODY_JOINTS = 22
-HEATMAP_W = DetectorCrop.HEATMAP_HW[1]
 _DILATION_KERNEL = np.ones((3, 3), np.uint8)
 
 
@@ -100,6 +102,32 @@ class ExampleSettings:
         return cls(int(cfg.model.crop_size), float(t.context_factor), int(t.heatmap_samples),
                    float(cfg.sampling.outside_mask_distance_px), int(t.seed),
                    int(cfg.losses.mask_dilation_iterations), Augmentation.from_config(t))
+
+
+class TrainingTargets(NamedTuple):
+    """What the losses compare the model's hypotheses with (module doc, table)."""
+
+    mask: torch.Tensor
+    use_mask: torch.Tensor
+    gt_pose6d: torch.Tensor
+    gt_betas: torch.Tensor
+    gt_body2d: torch.Tensor
+    gt_body2d_valid: torch.Tensor
+    gt_coco: torch.Tensor
+    max_conf: torch.Tensor
+    gt_in_fov: torch.Tensor
+    gt_in_crop: torch.Tensor
+    hm_samples: torch.Tensor
+    hm_inside: torch.Tensor
+    row: torch.Tensor
+    dataset: torch.Tensor
+
+
+class TrainingExample(NamedTuple):
+    """One training example (or a collated batch): the model's input and the targets."""
+
+    inputs: ModelInput
+    targets: TrainingTargets
 
 
 class _Rows:
@@ -224,11 +252,11 @@ class TrainingExamples(Dataset):
         return {**self.__dict__, "_local": None}
 
     # -- examples ---------------------------------------------------------------------------
-    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, k: int) -> TrainingExample:
         d, row = self.locate(k)
         return self.example(k, d, row)
 
-    def example(self, k: int, d: int, row: int) -> dict[str, torch.Tensor]:
+    def example(self, k: int, d: int, row: int) -> TrainingExample:
         """Example k served from row `row` of store `d` (what `__getitem__(k)` does)."""
         s, aug = self.settings, self.settings.augment
         rows, cache = self._store(d)
@@ -262,74 +290,35 @@ class TrainingExamples(Dataset):
         detector = DetectorCrop(c0, s0)
         det = rows.det[row]
         chosen = np.take_along_axis(index, pick, 1).astype(np.int64)
-        uv = np.stack([chosen % HEATMAP_W, chosen // HEATMAP_W], -1).astype(np.float64)
         coco_px, body_px = rows.coco[row], rows.body[row]
-        points = np.concatenate([coco_px, body_px, det[:, :2],
-                                 detector.heatmap_to_image(uv).reshape(-1, 2)])
-        norm = crop_normalize(points, center, scale).astype(np.float32)
-        nb = 17 + len(body_px)
-        coco, body, det_xy = norm[:17], norm[17:nb], norm[nb:nb + 17]
-        hm = norm[nb + 17:].reshape(uv.shape)
+        norm = crop_normalize(np.concatenate([coco_px, body_px]), center, scale).astype(np.float32)
+        coco, body = norm[:17], norm[17:]
+        hm = samples_to_crop(chosen, detector, center, scale).astype(np.float32)
         body_valid = np.isfinite(body).all(-1)
         body[~body_valid] = 0
         in_crop = (np.abs(coco) <= 1).all(-1)
-        det_kp = np.concatenate([det_xy, det[:, 2:]], -1)
-        w, h = rows.img_size[row]
-        focal = rows.focal[row]
-        box = np.concatenate([cliff_bbox_condition(center, scale, w, h, focal), center,
-                              [scale, focal], rows.img_size[row]]).astype(np.float32)
+        inputs = model_input(planes[:3], det, center, scale, rows.focal[row], rows.img_size[row])
         ids = np.array([row, d], np.int64)
-        return {
-            "image": torch.from_numpy(_normalize(planes[:3])),
-            "mask": torch.from_numpy(planes[3].view(bool)),
-            "use_mask": torch.from_numpy(rows.use_mask[row:row + 1].reshape(()).copy()),
-            "det_kp": torch.from_numpy(det_kp.astype(np.float32)),
-            "bbox_cond": torch.from_numpy(box[0:3]),
-            "center": torch.from_numpy(box[3:5]),
-            "scale": torch.from_numpy(box[5:6].reshape(())),
-            "focal": torch.from_numpy(box[6:7].reshape(())),
-            "img_size": torch.from_numpy(box[7:9]),
-            "gt_pose6d": torch.from_numpy(rows.pose6d[row].copy()),
-            "gt_betas": torch.from_numpy(rows.betas[row].copy()),
-            "gt_body2d": torch.from_numpy(body),
-            "gt_body2d_valid": torch.from_numpy(body_valid),
-            "gt_coco": torch.from_numpy(coco),
-            "max_conf": torch.from_numpy(det[:, 2].astype(np.float32)),
-            "gt_in_fov": torch.from_numpy(detector.contains(coco_px)),
-            "gt_in_crop": torch.from_numpy(in_crop),
-            "hm_samples": torch.from_numpy(hm),
-            "hm_inside": torch.from_numpy(np.take_along_axis(distance, pick, 1) <= s.inside_px),
-            "row": torch.from_numpy(ids[0:1].reshape(())),
-            "dataset": torch.from_numpy(ids[1:2].reshape(())),
-        }
+        return TrainingExample(inputs, TrainingTargets(
+            mask=torch.from_numpy(planes[3].view(bool)),
+            use_mask=torch.from_numpy(rows.use_mask[row:row + 1].reshape(()).copy()),
+            gt_pose6d=torch.from_numpy(rows.pose6d[row].copy()),
+            gt_betas=torch.from_numpy(rows.betas[row].copy()),
+            gt_body2d=torch.from_numpy(body),
+            gt_body2d_valid=torch.from_numpy(body_valid),
+            gt_coco=torch.from_numpy(coco),
+            max_conf=torch.from_numpy(det[:, 2].astype(np.float32)),
+            gt_in_fov=torch.from_numpy(detector.contains(coco_px)),
+            gt_in_crop=torch.from_numpy(in_crop),
+            hm_samples=torch.from_numpy(hm),
+            hm_inside=torch.from_numpy(np.take_along_axis(distance, pick, 1) <= s.inside_px),
+            row=torch.from_numpy(ids[0:1].reshape(())),
+            dataset=torch.from_numpy(ids[1:2].reshape(())),
+        ))
 
 
 def _context(s: ExampleSettings) -> int:
     return int(round(s.context_factor * s.crop_size))
-
-
-def context_to_crop(image_to_crop: np.ndarray, image_to_context: np.ndarray) -> np.ndarray:
-    """Affine context px -> crop px from the two image-px maps."""
-    back = cv2.invertAffineTransform(image_to_context)
-    return image_to_crop @ np.vstack([back, [0.0, 0.0, 1.0]])
-
-
-_LUTS = [((np.arange(256) / 255 - m) / sd).astype(np.float32)
-         for m, sd in zip(IMAGENET_MEAN, IMAGENET_STD)]
-
-
-def _normalize(planes: Sequence[np.ndarray]) -> np.ndarray:
-    """R, G, B uint8 planes (S, S) -> (3, S, S) float32, ImageNet mean/std (one LUT per plane)."""
-    out = np.empty((3,) + planes[0].shape, np.float32)
-    for c, plane in enumerate(planes):
-        cv2.LUT(plane, _LUTS[c], dst=out[c])
-    return out
-
-
-def denormalize_image(image: torch.Tensor) -> np.ndarray:
-    """Inverse of the example's image normalisation: (3, S, S) -> (S, S, 3) float RGB 0–255."""
-    x = image.detach().cpu().numpy().transpose(1, 2, 0)
-    return (x * IMAGENET_STD + IMAGENET_MEAN) * 255
 
 
 class ExampleSampler(Sampler):
@@ -349,14 +338,6 @@ def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)
 
 
-def store_path(entry: str | Path, cfg) -> Path:
-    """A store given by path, or by dataset name under `paths.stores`."""
-    path = Path(entry)
-    if path.suffix == ".zarr" or path.exists():
-        return path
-    return Path(cfg.paths.stores) / f"{entry}.zarr"
-
-
 def make_loader(stores: Sequence[str | Path], cfg, start: int, rank: int = 0,
                 world_size: int = 1, batch_size: int | None = None,
                 workers: int | None = None) -> DataLoader:
@@ -367,7 +348,7 @@ def make_loader(stores: Sequence[str | Path], cfg, start: int, rank: int = 0,
     batch_size = int(t.batch_size if batch_size is None else batch_size)
     workers = int(t.workers if workers is None else workers)
     weights = t.get("dataset_weights")
-    dataset = TrainingExamples([store_path(s, cfg) for s in stores],
+    dataset = TrainingExamples([resolve_store(s, cfg.paths.stores) for s in stores],
                                ExampleSettings.from_config(cfg),
                                None if weights is None else list(weights),
                                build_workers=max(1, workers))

@@ -12,6 +12,10 @@ has `dim // 2` entries, as in older FrEIA releases; current FrEIA (`split_len=0.
 `round(dim / 2)`, which rounds half to even (7 → 4, 5 → 2). All agree on every even `dim`,
 including the paper's 132.
 
+`model.coupling` names the flow by its paper: `RealNVP` (affine couplings, the paper's model) or
+`NICE` (volume-preserving, ProHMR's rows of Table 3); both are a `ConditionalFlow` with the same
+state_dict layout, built by `make_flow`.
+
 Initialisation: PyTorch's default for every Linear, with the weights of each subnet's last
 Linear scaled by 0.01, so every block starts close to a pure shift (s ≈ 0) and training starts
 stable; the biases keep their default.
@@ -213,3 +217,31 @@ class ConditionalFlow(nn.Module):
         z = self._latents(c, n, generator)
         z = torch.cat([z.new_zeros(c.shape[0], 1, self.dim), z], dim=1)
         return self._decode(z, c)
+
+
+class RealNVP(ConditionalFlow):
+    """The paper's flow (Sec. 4.1): affine (RealNVP/GLOW) couplings, `model.coupling: realnvp`."""
+
+    def __init__(self, dim: int = 132, cond_dim: int = 979, blocks: int = 8, hidden: int = 1024,
+                 clamp: float = 2.0, dropout: float = 0.0) -> None:
+        super().__init__(dim, cond_dim, blocks, hidden, clamp, dropout, volume_preserving=False)
+
+
+class NICE(ConditionalFlow):
+    """ProHMR's volume-preserving flow of Table 3: additive couplings and a diagonal scaling,
+    `model.coupling: nice`."""
+
+    def __init__(self, dim: int = 132, cond_dim: int = 979, blocks: int = 8, hidden: int = 1024,
+                 clamp: float = 2.0, dropout: float = 0.0) -> None:
+        super().__init__(dim, cond_dim, blocks, hidden, clamp, dropout, volume_preserving=True)
+
+
+COUPLINGS = {"realnvp": RealNVP, "nice": NICE}
+
+
+def make_flow(coupling: str, dim: int, cond_dim: int, blocks: int, hidden: int, clamp: float,
+              dropout: float) -> ConditionalFlow:
+    """The flow named by `model.coupling` (realnvp | nice)."""
+    if coupling not in COUPLINGS:
+        raise ValueError(f"model.coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
+    return COUPLINGS[coupling](dim, cond_dim, blocks, hidden, clamp, dropout)

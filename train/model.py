@@ -4,10 +4,10 @@ an HMR-style iterative shape/camera head, SMPL-X joints through the fast path, a
 camera that projects them into the full image and back into the crop."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from body.cameras import crop_normalize, intrinsics, perspective_projection, \
@@ -18,29 +18,15 @@ from body.models import load_smplx
 from body.rotations import rot6d_to_matrix
 
 from .backbones import TrainedBackbone, freeze, make_backbone
-from .flow import ConditionalFlow
+from .checkpoint import read_checkpoint
+from .checkpoints_external import load_reference_checkpoint
+from .flow import make_flow
+from .inputs import ModelInput
+from .posterior import Hypotheses, PosePosterior
 
 POSE_DIM = NUM_BODY_JOINTS_SMPLX * 6  # 132
 NUM_BETAS = 11
 MEAN_CAMERA = (0.9, 0.0, 0.0)  # weak-perspective (s, tx, ty) the head starts from
-
-
-@dataclass
-class Hypotheses:
-    """The model's output for B images and 1 + N hypotheses each (slot 0: the mode)."""
-
-    pose6d: torch.Tensor  # (B, 1+N, 22, 6)
-    betas: torch.Tensor  # (B, 11), shared by the hypotheses of an image
-    cam: torch.Tensor  # (B, 3) weak-perspective (s, tx, ty)
-    transl: torch.Tensor  # (B, 3) full-image camera translation (CLIFF)
-    joints3d: torch.Tensor  # (B, 1+N, 41, 3) camera frame: COCO-17 then the 24 2D-loss joints
-    coco2d: torch.Tensor  # (B, 1+N, 17, 2) projected, normalised to the crop
-    body2d: torch.Tensor  # (B, 1+N, 24, 2) projected, normalised to the crop
-    log_prob_gt: torch.Tensor | None  # (B,) flow log-density of the (noised) ground truth
-
-    @property
-    def rotmats(self) -> torch.Tensor:
-        return rot6d_to_matrix(self.pose6d)
 
 
 class PoseCondition(nn.Module):
@@ -78,7 +64,8 @@ class ShapeCameraHead(nn.Module):
 
 
 class ProbabilisticHMR(nn.Module):
-    """Image + detector 2D pose + box → a distribution over SMPL-X body poses, shape, camera."""
+    """Image + detector 2D pose + box → a distribution over SMPL-X body poses, shape, camera:
+    `model(inputs)` is a `PosePosterior`."""
 
     def __init__(self, cfg: DictConfig, body_models: str) -> None:
         super().__init__()
@@ -93,50 +80,61 @@ class ProbabilisticHMR(nn.Module):
             else None
         cond = features + (m.pose_mlp[-1] if self.use_pose_condition else 0) + \
             (3 if self.use_bbox_condition else 0)
-        self.flow = ConditionalFlow(POSE_DIM, cond, m.flow_blocks, m.flow_hidden, m.soft_clamp,
-                                    m.flow_dropout, m.volume_preserving)
+        self.flow = make_flow(m.coupling, POSE_DIM, cond, m.flow_blocks, m.flow_hidden,
+                              m.soft_clamp, m.flow_dropout)
         self.head = ShapeCameraHead(cond, m.regressor_hidden, m.regressor_iterations,
                                     m.regressor_dropout)
         self.body = FastJoints(load_smplx(body_models, num_betas=NUM_BETAS),
                                list(SMPLX_TO_COCO17) + list(SMPLX_2D_LOSS_JOINTS))
-        self.nll_noise = cfg.losses.nll_noise
 
-    def conditions(self, batch: dict) -> torch.Tensor:
+    def conditions(self, inputs: ModelInput) -> torch.Tensor:
         """The condition c = [c_I, c_P, c_B] with the parts the Table 3 switches keep; the flow
         and the shape/camera head both read it (the ProHMR row: image features only)."""
-        parts = [self.backbone(batch["image"])]
+        parts = [self.backbone(inputs.image)]
         if self.pose_condition is not None:
-            parts.append(self.pose_condition(batch["det_kp"]))
+            parts.append(self.pose_condition(inputs.det_kp))
         if self.use_bbox_condition:
-            parts.append(batch["bbox_cond"])
+            parts.append(inputs.bbox_cond)
         return torch.cat(parts, 1)
 
-    def forward(self, batch: dict, samples: int, generator: torch.Generator | None = None,
-                with_log_prob: bool = True) -> Hypotheses:
-        cond = self.conditions(batch)
-        pose = self.flow.sample_with_mode(cond, samples, generator)  # (B, 1+N, 132)
-        log_prob = None
-        if with_log_prob and "gt_pose6d" in batch:
-            gt = batch["gt_pose6d"].flatten(1)
-            noise = torch.randn(gt.shape, generator=generator, device=gt.device, dtype=gt.dtype)
-            log_prob = self.flow.log_prob(gt + self.nll_noise * noise, cond)
-        betas, cam = self.head(cond)
-        return self.project(pose.unflatten(-1, (NUM_BODY_JOINTS_SMPLX, 6)), betas, cam, batch,
-                            log_prob)
+    def forward(self, inputs: ModelInput) -> PosePosterior:
+        """The posterior over the body poses of the crops (train/posterior.py)."""
+        return PosePosterior(self, inputs, self.conditions(inputs))
 
-    def project(self, pose6d: torch.Tensor, betas: torch.Tensor, cam: torch.Tensor, batch: dict,
-                log_prob: torch.Tensor | None = None) -> Hypotheses:
+    def project(self, pose6d: torch.Tensor, betas: torch.Tensor, cam: torch.Tensor,
+                inputs: ModelInput) -> Hypotheses:
         """Joints of every hypothesis, through the CLIFF camera into the crop
         (docs/method.md §3)."""
         b, h = pose6d.shape[:2]
         rot = rot6d_to_matrix(pose6d).flatten(0, 1)
         joints = self.body(betas.repeat_interleave(h, 0), rot).unflatten(0, (b, h))
-        width, height = batch["img_size"][:, 0], batch["img_size"][:, 1]
-        transl = weak_perspective_to_translation(cam, batch["center"], batch["scale"], width,
-                                                 height, batch["focal"])
-        k = intrinsics(batch["focal"], width, height)
+        width, height = inputs.img_size[:, 0], inputs.img_size[:, 1]
+        transl = weak_perspective_to_translation(cam, inputs.center, inputs.scale, width,
+                                                 height, inputs.focal)
+        k = intrinsics(inputs.focal, width, height)
         joints = joints + transl[:, None, None]
         uv = perspective_projection(joints.flatten(1, 2), k).unflatten(1, (h, -1))
-        crop = crop_normalize(uv, batch["center"][:, None], batch["scale"][:, None])
-        return Hypotheses(pose6d, betas, cam, transl, joints, crop[:, :, :17], crop[:, :, 17:],
-                          log_prob)
+        crop = crop_normalize(uv, inputs.center[:, None], inputs.scale[:, None])
+        return Hypotheses(pose6d, betas, cam, transl, joints, crop[:, :, :17], crop[:, :, 17:])
+
+
+def load_model(cfg: DictConfig, ckpt: Path) -> tuple[ProbabilisticHMR, DictConfig, str]:
+    """(model, its configuration, report name) of a checkpoint: ours (`.pt`, with the
+    configuration it was trained with) or the reference release's Lightning `humr_best.ckpt`
+    (`.ckpt`, docs/formats.md), built with the current configuration (`profile=paper` for it)."""
+    if ckpt.suffix == ".ckpt":
+        model = ProbabilisticHMR(cfg, cfg.body.models)
+        report = load_reference_checkpoint(model, ckpt)
+        if report["missing"]:
+            raise ValueError(f"{ckpt}: the reference checkpoint leaves {len(report['missing'])} "
+                             f"of the model's weights unset ({', '.join(report['missing'][:5])}"
+                             "…); is the profile right (PROFILE=paper)?")
+        return model, cfg, "reference"
+    state = read_checkpoint(ckpt)
+    # the checkpoint's configuration over today's defaults: keys added since it was trained
+    # take their default (the old behaviour)
+    trained = OmegaConf.merge(cfg, OmegaConf.create(state["config"]),
+                              {"body": {"models": cfg.body.models}})
+    model = ProbabilisticHMR(trained, cfg.body.models)
+    model.load_state_dict(state["model"])
+    return model, trained, ckpt.parent.parent.name

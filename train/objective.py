@@ -1,46 +1,66 @@
-"""The training objective (docs/method.md §4): every loss term of one step, from a batch and the
-model's hypotheses; the weights come from `loss_weights` in pipelines.yaml."""
+"""The training objective (docs/method.md §4): the step's forward (hypotheses and the
+noised-ground-truth NLL) and every loss term of one step; the weights come from `loss_weights`
+in pipelines.yaml."""
 from __future__ import annotations
 
 import torch
 from omegaconf import DictConfig
 
+from torch import nn
+
 from . import losses
-from .model import POSE_DIM, Hypotheses
+from .data import TrainingExample, TrainingTargets
+from .model import POSE_DIM
+from .posterior import Hypotheses
 
 
-def loss_terms(out: Hypotheses, batch: dict, cfg: DictConfig) -> dict[str, torch.Tensor]:
-    """The terms with a non-zero weight: mode (slot 0) for β and 2D, random hypotheses
-    (slots 1..) for MMD, the mask loss and the Table S2 sample supervision, all of them for the
-    orthogonality term."""
+def training_forward(model: nn.Module, batch: TrainingExample, samples: int,
+                     cfg: DictConfig) -> tuple[Hypotheses, torch.Tensor]:
+    """(the mode and `samples` random hypotheses, log p(θ̂ + ε | c) (B,)) of a training batch.
+
+    ε ~ N(0, nll_noise² I) (`losses.nll_noise`, docs/method.md §4 "NLL"). Draws from the global
+    torch stream in this order: the flow's latents, ε, then the head's dropout."""
+    posterior = model(batch.inputs)
+    pose = posterior.mode_and_samples(samples)
+    gt = batch.targets.gt_pose6d
+    noise = torch.randn(gt.shape, device=gt.device, dtype=gt.dtype)
+    log_prob = posterior.log_prob(gt + cfg.losses.nll_noise * noise)
+    return posterior.project(pose), log_prob
+
+
+def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTargets,
+               cfg: DictConfig) -> dict[str, torch.Tensor]:
+    """The terms with a non-zero weight: the mode for β and 2D, the random hypotheses for MMD,
+    the mask loss and the Table S2 sample supervision, all of them for the orthogonality term;
+    `log_prob_gt` (B,) for the NLL."""
     lc = cfg.losses
     inside_px = cfg.sampling.outside_mask_distance_px
-    samples = out.coco2d[:, 1:].transpose(1, 2)  # (B, 17, N, 2)
+    samples = out.samples.coco2d.transpose(1, 2)  # (B, 17, N, 2)
 
     def mmd() -> torch.Tensor:
-        targets, weight = losses.mmd_targets(batch["gt_coco"], batch["hm_samples"],
-                                             batch["max_conf"], batch["gt_in_fov"],
-                                             batch["gt_in_crop"], lc.mmd_uncertain_conf,
-                                             lc.mmd_min_conf, lc.invisible_conf)
-        return losses.mmd_loss(samples, targets, weight, tuple(lc.mmd_kernel_scales),
+        target_sets, weight = losses.mmd_targets(targets.gt_coco, targets.hm_samples,
+                                                 targets.max_conf, targets.gt_in_fov,
+                                                 targets.gt_in_crop, lc.mmd_uncertain_conf,
+                                                 lc.mmd_min_conf, lc.invisible_conf)
+        return losses.mmd_loss(samples, target_sets, weight, tuple(lc.mmd_kernel_scales),
                                lc.mmd_unbiased)
 
     terms = {
-        "nll": lambda: losses.nll_loss(out.log_prob_gt, POSE_DIM),
-        "betas": lambda: losses.betas_loss(out.betas, batch["gt_betas"]),
-        "keypoints_2d": lambda: losses.keypoints_2d_loss(out.body2d[:, 0], batch["gt_body2d"],
-                                                         batch["gt_body2d_valid"]),
+        "nll": lambda: losses.nll_loss(log_prob_gt, POSE_DIM),
+        "betas": lambda: losses.betas_loss(out.betas, targets.gt_betas),
+        "keypoints_2d": lambda: losses.keypoints_2d_loss(out.mode.body2d, targets.gt_body2d,
+                                                         targets.gt_body2d_valid),
         "keypoints_2d_samples": lambda: losses.keypoints_2d_samples_loss(
-            samples, batch["gt_coco"], losses.supervised_2d_joints(
-                batch["gt_in_crop"], batch["max_conf"], lc.samples_2d_visible_only,
+            samples, targets.gt_coco, losses.supervised_2d_joints(
+                targets.gt_in_crop, targets.max_conf, lc.samples_2d_visible_only,
                 lc.invisible_conf)),
         "orth": lambda: losses.orth_loss(out.pose6d),
         "camera": lambda: losses.camera_loss(out.cam[:, 0], lc.camera_scale_factor),
         "mmd": mmd,
-        "mask": lambda: losses.mask_loss(samples, batch["max_conf"], batch["hm_samples"],
-                                         batch["hm_inside"], batch["gt_coco"],
-                                         batch["gt_in_crop"], batch["mask"],
-                                         batch["use_mask"], lc.invisible_conf, inside_px),
+        "mask": lambda: losses.mask_loss(samples, targets.max_conf, targets.hm_samples,
+                                         targets.hm_inside, targets.gt_coco,
+                                         targets.gt_in_crop, targets.mask,
+                                         targets.use_mask, lc.invisible_conf, inside_px),
     }
     return {name: term() for name, term in terms.items() if cfg.loss_weights[name] != 0}
 

@@ -20,14 +20,17 @@ from tqdm import tqdm
 
 from core.errors import MissingFileError
 from core.seeding import stable_seed
+from stores.context_cache import build_context_cache
+from stores.paths import store_path
 
-from .checkpoint import clear_checkpoints, restore_checkpoint, resume_point, save_checkpoint
+from .checkpoint import clear_checkpoints, restore_checkpoint, resume_point, run_dir, \
+    save_checkpoint
 from .checkpoints_external import apply_backbone_checkpoint
-from .context_cache import build_context_cache
 from .data import make_loader
+from .inputs import to_device
 from .distributed import Process, barrier, init_process, shutdown
 from .model import ProbabilisticHMR
-from .objective import loss_terms, total
+from .objective import loss_terms, total, training_forward
 from .visualize import hypotheses_figure
 
 
@@ -35,12 +38,8 @@ class NonFiniteLoss(RuntimeError):
     """A loss term became NaN or Inf: training stops, naming the step and the term."""
 
 
-def run_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.runs) / (cfg.train.run or cfg.profile)
-
-
 def store_paths(cfg: DictConfig) -> list[Path]:
-    paths = [Path(cfg.paths.stores) / f"{name}.zarr" for name in cfg.train.stores]
+    paths = [store_path(cfg.paths.stores, name) for name in cfg.train.stores]
     missing = [str(p) for p in paths if not (p / "zarr.json").exists()]
     if missing:
         raise MissingFileError(f"train.stores: no store at {', '.join(missing)}; run "
@@ -120,11 +119,11 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
         batches = iter(loader)
         while step < end and not stop.requested:
             torch.manual_seed(stable_seed(t.seed, "step", step, process.rank) % 2 ** 63)
-            batch = {k: v.to(process.device, non_blocking=True) for k, v in next(batches).items()}
+            batch = to_device(next(batches), process.device, non_blocking=True)
             net.train()
             with torch.autocast(process.device.type, enabled=amp):
-                out = net(batch, cfg.model.samples_train)
-                terms = loss_terms(out, batch, cfg)
+                out, log_prob = training_forward(net, batch, cfg.model.samples_train, cfg)
+                terms = loss_terms(out, log_prob, batch.targets, cfg)
             _check_finite(terms, step)
             loss = total(terms, cfg)
             optimizer.zero_grad(set_to_none=True)
@@ -165,4 +164,4 @@ def _log(writer: SummaryWriter, step: int, terms: dict, out, batch: dict, t: Dic
         writer.add_figure("hypotheses", hypotheses_figure(batch, out), step)
 
 
-__all__ = ["NonFiniteLoss", "Process", "fit", "run_dir"]
+__all__ = ["NonFiniteLoss", "Process", "fit"]

@@ -349,6 +349,12 @@ class ContextCache:
         return both[0], both[1].view(np.float16)
 
 
+def context_to_crop(image_to_crop: np.ndarray, image_to_context: np.ndarray) -> np.ndarray:
+    """Affine context px -> crop px from the two image-px maps."""
+    back = cv2.invertAffineTransform(image_to_context)
+    return image_to_crop @ np.vstack([back, [0.0, 0.0, 1.0]])
+
+
 def open_context_cache(store_path: str | Path) -> ContextCache:
     """The context cache of a complete, verified store; fails, naming the fix, when the store is
     not (`StoreError`) or the cache is missing or stale."""
