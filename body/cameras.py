@@ -122,7 +122,6 @@ class DetectorCrop:
     INPUT_SHAPE = (256, 192)   # (rows, columns) of a detector input
     HEATMAP_SHAPE = (64, 48)   # (rows, columns) of one joint's heatmap
     HEATMAP_CELLS = HEATMAP_SHAPE[0] * HEATMAP_SHAPE[1]  # flat indices run over 0 … 3071
-    HEATMAP_HW = HEATMAP_SHAPE  # old name, until train/data.py and eval/examples.py use the codec
     ASPECT = 0.75  # width / height of the field of view
 
     def __init__(self, center: Array, scale: Array):

@@ -1,8 +1,6 @@
-import ast
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from torch.utils.data import default_collate
 
@@ -11,8 +9,6 @@ from train.augment import Augmentation
 from train.data import ExampleSettings, TrainingExamples
 from train.inputs import (IMAGENET_MEAN, IMAGENET_STD, ModelInput, model_input, normalize_image,
                           to_device)
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_store_path_rule_and_resolution(tmp_path):
@@ -80,22 +76,3 @@ def test_training_and_evaluation_build_the_same_input_for_an_unaugmented_crop(pr
         ours = ex.targets.hm_samples.numpy()[:, :, None]  # (17, 25, 1, 2)
         stored = other.extras.hm_samples.numpy()[:, None]  # (17, 1, 150, 2)
         assert (ours == stored).all(-1).any(-1).all()
-
-
-def _train_imports(path: Path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] if node.module != "train" else [f"train.{a.name}"
-                                                                  for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        else:
-            continue
-        found |= {n for n in names if n == "train" or n.startswith("train.")}
-    return found
-
-
-@pytest.mark.parametrize("path", sorted((ROOT / "eval").glob("*.py")), ids=lambda p: p.name)
-def test_eval_imports_from_train_only_the_model_checkpoints_and_inputs(path):
-    assert _train_imports(path) <= {"train.model", "train.checkpoint", "train.inputs"}
