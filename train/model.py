@@ -94,7 +94,7 @@ class ProbabilisticHMR(nn.Module):
         cond = features + (m.pose_mlp[-1] if self.use_pose_condition else 0) + \
             (3 if self.use_bbox_condition else 0)
         self.flow = ConditionalFlow(POSE_DIM, cond, m.flow_blocks, m.flow_hidden, m.soft_clamp,
-                                    m.flow_dropout, m.volume_preserving)
+                                    m.flow_dropout, m.coupling == "nice")
         self.head = ShapeCameraHead(cond, m.regressor_hidden, m.regressor_iterations,
                                     m.regressor_dropout)
         self.body = FastJoints(load_smplx(body_models, num_betas=NUM_BETAS),

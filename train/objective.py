@@ -14,14 +14,14 @@ def loss_terms(out: Hypotheses, batch: dict, cfg: DictConfig) -> dict[str, torch
     (slots 1..) for MMD, the mask loss and the Table S2 sample supervision, all of them for the
     orthogonality term."""
     lc = cfg.losses
-    inside_px = cfg.sampling.outside_mask_distance_px
+    inside_px, visible_conf = cfg.conventions.inside_mask_px, cfg.conventions.visible_conf
     samples = out.coco2d[:, 1:].transpose(1, 2)  # (B, 17, N, 2)
 
     def mmd() -> torch.Tensor:
         targets, weight = losses.mmd_targets(batch["gt_coco"], batch["hm_samples"],
                                              batch["max_conf"], batch["gt_in_fov"],
                                              batch["gt_in_crop"], lc.mmd_uncertain_conf,
-                                             lc.mmd_min_conf, lc.invisible_conf)
+                                             lc.mmd_min_conf, visible_conf)
         return losses.mmd_loss(samples, targets, weight, tuple(lc.mmd_kernel_scales),
                                lc.mmd_unbiased)
 
@@ -33,14 +33,14 @@ def loss_terms(out: Hypotheses, batch: dict, cfg: DictConfig) -> dict[str, torch
         "keypoints_2d_samples": lambda: losses.keypoints_2d_samples_loss(
             samples, batch["gt_coco"], losses.supervised_2d_joints(
                 batch["gt_in_crop"], batch["max_conf"], lc.samples_2d_visible_only,
-                lc.invisible_conf)),
+                visible_conf)),
         "orth": lambda: losses.orth_loss(out.pose6d),
         "camera": lambda: losses.camera_loss(out.cam[:, 0], lc.camera_scale_factor),
         "mmd": mmd,
         "mask": lambda: losses.mask_loss(samples, batch["max_conf"], batch["hm_samples"],
                                          batch["hm_inside"], batch["gt_coco"],
                                          batch["gt_in_crop"], batch["mask"],
-                                         batch["use_mask"], lc.invisible_conf, inside_px),
+                                         batch["use_mask"], visible_conf, inside_px),
     }
     return {name: term() for name, term in terms.items() if cfg.loss_weights[name] != 0}
 
