@@ -61,12 +61,11 @@ def _open_option_dicts(node: DictConfig) -> None:
 
 
 def _check_schemas(cfg: DictConfig, where: str) -> None:
-    """`ConfigError` naming the first key of a schema section that its schema has no field for,
-    that has no value, or whose value the field's type refuses."""
+    """`ConfigError` naming the first key of a schema section (those the file has) that its
+    schema has no field for, that has no value, or whose value the field's type refuses."""
     for section, schema in SCHEMAS.items():
         if section not in cfg:
-            raise ConfigError(f"{where}: section {section} is missing (core/schemas.py "
-                              f"{schema.__name__})")
+            continue
         try:
             merged = OmegaConf.merge(OmegaConf.structured(schema), cfg[section])
         except ConfigKeyError as err:
@@ -91,6 +90,7 @@ def load_config(overrides: Sequence[str] = (), path: str | Path = DEFAULT_CONFIG
         raise MissingFileError(f"configuration file not found: {path}")
     cfg = OmegaConf.load(path)
     defaults = OmegaConf.to_container(cfg)  # interpolations unresolved: not type-checked
+    _check_schemas(cfg, Path(path).name)  # the file's own values, before they become defaults
     OmegaConf.set_struct(cfg, True)
     _open_option_dicts(cfg)
     cfg = _merge(cfg, overrides, str(path))

@@ -171,6 +171,7 @@ def check_values(values: dict, defaults: dict, where: str,
     containers) that breaks the type of its default in `defaults` or its rule in `ranges`
     (default `RANGES`)."""
     ranges = RANGES if ranges is None else ranges
+
     def fail(key: str, value: Any, complaint: str) -> None:
         raise ConfigError(f"{where} key {key}={_show(value)}: {complaint}")
 

@@ -109,4 +109,3 @@ def _detect(rows: LabelRows, ok: np.ndarray, root: Path, images: dict,
                                 float(rows.scale[i])) for i in part]
         heat.append(np.asarray(detector(crops, requests), np.float32))
     return np.concatenate(heat)
-

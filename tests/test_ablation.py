@@ -55,7 +55,7 @@ def test_variants_differ_as_the_tables_say(overrides):
     by_name = {v.name: v.cfg for v in variants}
     assert len(by_name) == 8  # Table 3's six rows and S2's two extra models
     prohmr, realnvp, full = by_name["prohmr"], by_name["realnvp"], by_name["mask"]
-    assert prohmr.model.volume_preserving and not realnvp.model.volume_preserving
+    assert prohmr.model.coupling == "nice" and realnvp.model.coupling == "realnvp"
     assert not prohmr.model.use_pose_condition and not prohmr.model.use_bbox_condition
     assert realnvp.loss_weights.keypoints_2d_samples == 1e-3 and realnvp.loss_weights.mmd == 0
     assert by_name["l2d_vis"].losses.samples_2d_visible_only

@@ -1,8 +1,9 @@
 """Dataset readers: each turns a dataset's own files into normalised `LabelRows`.
 
-`FORMATS` is the one registry of the dataset formats `pipelines.yaml` may name (`datasets.*.format`):
-per format its reader, its mask rule (`stores.masks.union_mask` keywords: how the dataset's mask
-images mark people) and the glob patterns of its label files (hashed into the store).
+`FORMATS` is the one registry of the dataset formats that `pipelines.yaml` may name
+(`datasets.*.format`): per format its reader, its mask rule (`stores.masks.union_mask` keywords:
+how the dataset's mask images mark people) and the glob patterns of its label files (hashed into
+the store).
 """
 from __future__ import annotations
 
