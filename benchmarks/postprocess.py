@@ -4,9 +4,9 @@ Both sides get the same synthetic rows and the same detector heatmaps (the detec
 before any timing) and process them in the same chunks of rows on the same number of worker
 processes (one torch/OpenCV thread each), every mask image decoded once per chunk:
 
-- ours: exactly the post-processing of `preprocess/chunk_task.py`, through the project's public
-  functions: DARK-UDP pose and max confidence, per-row uniforms and multinomial samples, one exact
-  distance transform per mask image, the training filter, then `Store.write_chunk`;
+- ours: `preprocess.postprocess.postprocess`, the function the chunk task calls (DARK-UDP pose and
+  max confidence, per-row uniforms and multinomial samples, one exact distance transform per mask
+  image, the training filter), then `Store.write_chunk`;
 - reference (docs/formats.md "The reference release's own files", written from that description):
   per row, argmax and max confidence per joint, per joint `np.random.choice` of 150 pixels from
   the thresholded normalised heatmap, their image coordinates and heatmap values, the distance of
@@ -32,19 +32,16 @@ import numpy as np
 import torch
 from scipy.spatial.distance import cdist
 
-from body.cameras import DetectorCrop
-from core.config import load_config
 from body.detector import CropRequest
-from synthetic.detector import SyntheticDetector
-from preprocess.filtering import filter_reasons
-from preprocess.heatmaps import decode_dark_udp, index_to_uv, row_uniforms, sample_heatmaps
-from preprocess.mask_distance import DistanceField
-from preprocess.readers import MASK_RULES, read_bedlam
-from stores.masks import union_mask
-from synthetic import world
+from core.config import load_config
+from preprocess.postprocess import postprocess
+from preprocess.readers import read_bedlam
+from preprocess.settings import MethodSettings, method_settings
 from stores.labels import LabelRows
-from stores.schema import KEPT
+from stores.masks import union_mask
 from stores.store import Store
+from synthetic import world
+from synthetic.detector import SyntheticDetector
 
 SAMPLE_ARRAYS = ("samples/index", "samples/value", "samples/mask_distance")
 WORKERS = 2
@@ -60,7 +57,7 @@ class Inputs:
     root: Path            # BEDLAM-layout dataset root (masks are relative to it)
     rows: LabelRows
     heat_path: Path       # (N, 17, 64, 48) float32 .npy, the detector's output for every row
-    settings: dict        # the chunk task's settings (seed, dataset, samples, thresholds, …)
+    settings: MethodSettings  # those of a BEDLAM-format training set
     chunk_rows: int = CHUNK_ROWS
 
     @property
@@ -71,14 +68,10 @@ class Inputs:
         return slice(index * self.chunk_rows, min((index + 1) * self.chunk_rows, len(self.rows)))
 
 
-def chunk_settings(dataset: str = "bench") -> dict:
-    """The subset of `preprocess.precompute` settings the post-processing reads, from the
-    default configuration."""
-    cfg = load_config()
-    return {"dataset": dataset, "split": "train", "seed": int(cfg.sampling.seed),
-            "samples": int(cfg.sampling.samples_per_joint),
-            "min_heatmap_value": float(cfg.sampling.min_heatmap_value),
-            "mask_rule": dict(MASK_RULES["bedlam"]), "filter": dict(cfg.filter)}
+def chunk_settings(dataset: str = "synthetic-train") -> MethodSettings:
+    """The method settings of `dataset` (a BEDLAM-format training set) in the default
+    configuration."""
+    return method_settings(load_config(), dataset)
 
 
 def detector_heatmaps(root: Path, rows: LabelRows, **options) -> np.ndarray:
@@ -137,44 +130,16 @@ class OursJob(_Job):
     """The post-processing of `preprocess.chunk_task.process_chunk` (detector excluded)."""
 
     def compute(self, sl: slice, seed: int) -> dict[str, np.ndarray]:
-        settings, s = self.inputs.settings, self.inputs.settings["samples"]
         rows = self.inputs.rows.select(np.arange(sl.start, sl.stop))
-        n = len(rows)
-        masks = _read_masks(self.inputs.root, rows.mask)
-        heat = torch.from_numpy(self.heat[sl])
-        uv, conf = decode_dark_udp(heat)
-        crop = DetectorCrop(rows.center.astype(np.float64), rows.scale.astype(np.float64))
-        xy = crop.heatmap_to_image(uv.double().numpy())
-        keypoints = np.concatenate([xy, conf.numpy()[..., None]], -1).astype(np.float32)
-        uniforms = torch.from_numpy(row_uniforms(settings["seed"], settings["dataset"],
-                                                 np.arange(sl.start, sl.stop), samples=s))
-        drawn = sample_heatmaps(heat, uniforms, settings["min_heatmap_value"])
-        points = crop.heatmap_to_image(
-            index_to_uv(drawn.index).double().numpy().reshape(n, 17 * s, 2))
-        distance = np.full(points.shape[:2], np.inf, np.float32)
-        for name, gray in masks.items():   # one exact distance transform per mask image
-            sel = np.flatnonzero(rows.mask == name)
-            lo, hi = points[sel].min((0, 1)), points[sel].max((0, 1))
-            field = DistanceField.from_mask(union_mask(gray, **settings["mask_rule"]),
-                                            bounds=(lo[0] - 1, lo[1] - 1, hi[0] + 1, hi[1] + 1))
-            distance[sel] = field.at(points[sel])
-        reasons = np.full(n, KEPT, np.uint8)
-        if settings["split"] == "train":
-            reasons = filter_reasons(keypoints, rows.kp2d_coco, rows.scale, rows.image_size,
-                                     _Namespace(settings["filter"])).astype(np.uint8)
-        return {"detector/keypoints": keypoints,
-                "samples/index": drawn.index.numpy().astype(np.uint16),
-                "samples/value": drawn.value.numpy().astype(np.float16),
-                "samples/mask_distance": distance.reshape(n, 17, s).astype(np.float16),
-                "status/reason": reasons}
+        out = postprocess(torch.from_numpy(self.heat[sl]), rows,
+                          _read_masks(self.inputs.root, rows.mask), self.inputs.settings,
+                          np.arange(sl.start, sl.stop))
+        return {"detector/keypoints": out.keypoints, "samples/index": out.index,
+                "samples/value": out.value, "samples/mask_distance": out.mask_distance,
+                "status/reason": out.reason}
 
     def write(self, index: int, sl: slice, results: dict[str, np.ndarray]) -> None:
         Store(self.out, mode="r+").write_chunk(index, results)
-
-
-class _Namespace:
-    def __init__(self, values: dict) -> None:
-        self.__dict__.update(values)
 
 
 def reference_row(heat: np.ndarray, center: np.ndarray, scale: float,
@@ -219,14 +184,14 @@ class ReferenceJob(_Job):
     def compute(self, sl: slice, seed: int) -> list[np.ndarray]:
         rows = self.inputs.rows.select(np.arange(sl.start, sl.stop))
         settings = self.inputs.settings
-        mask_xy = {name: np.argwhere(union_mask(gray, **settings["mask_rule"]))[:, ::-1]
+        mask_xy = {name: np.argwhere(union_mask(gray, **settings.mask_rule))[:, ::-1]
                    .astype(np.float64)
                    for name, gray in _read_masks(self.inputs.root, rows.mask).items()}
         np.random.seed(seed)
         no_mask = np.zeros((0, 2))
         return [reference_row(self.heat[sl.start + i], rows.center[i].astype(np.float64),
                               float(rows.scale[i]), mask_xy.get(rows.mask[i], no_mask),
-                              settings["samples"], settings["min_heatmap_value"])[0]
+                              settings.samples, settings.min_heatmap_value)[0]
                 for i in range(len(rows))]
 
     def write(self, index: int, sl: slice, results: list[np.ndarray]) -> None:
@@ -243,9 +208,9 @@ def read_reference(out: Path, row: int) -> np.ndarray:
 
 def create_store(inputs: Inputs, path: Path) -> Store:
     """Our store for the bench rows (labels and empty result arrays), made before any timing."""
-    return Store.create(path, inputs.rows, {"dataset": inputs.settings["dataset"],
-                                            "split": inputs.settings["split"], "bench": True},
-                        inputs.chunk_rows, inputs.settings["samples"])
+    return Store.create(path, inputs.rows, {"dataset": inputs.settings.dataset,
+                                            "split": inputs.settings.split, "bench": True},
+                        inputs.chunk_rows, inputs.settings.samples)
 
 
 # -- worker processes ------------------------------------------------------------------------

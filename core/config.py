@@ -1,5 +1,6 @@
 """`pipelines.yaml` through OmegaConf: load, apply the profile and `key=value` overrides, refuse
-unknown keys and values of the wrong type or range (core/config_checks.py).
+unknown keys and values of the wrong type or range (core/config_checks.py), and check the stage-two
+sections against their structured schemas (core/schemas.py).
 
 Order: the file's defaults, then `profiles.<profile>` (the profile comes from an override
 `profile=…`, else the file's `profile:`), then the command-line overrides, which always win.
@@ -13,8 +14,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from .config_checks import check_values
+from .config_checks import RANGES, check_values
 from .errors import ConfigError, MissingFileError, UnknownNameError
+from .schemas import SCHEMAS, schema_ranges
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "pipelines.yaml"
 
@@ -58,16 +60,37 @@ def _open_option_dicts(node: DictConfig) -> None:
                 _open_option_dicts(value)
 
 
+def _check_schemas(cfg: DictConfig, where: str) -> None:
+    """`ConfigError` naming the first key of a schema section (those the file has) that its
+    schema has no field for, that has no value, or whose value the field's type refuses."""
+    for section, schema in SCHEMAS.items():
+        if section not in cfg:
+            continue
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(schema), cfg[section])
+        except ConfigKeyError as err:
+            raise ConfigError(f"{where} key {section}.{err.key}: no such field in "
+                              f"core/schemas.py {schema.__name__}") from err
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"{where} key {section}.{err.key}: "
+                              f"{str(err).splitlines()[0]}") from err
+        missing = sorted(OmegaConf.missing_keys(merged))
+        if missing:
+            raise ConfigError(f"{where} key {section}.{missing[0]}: has no value")
+
+
 def load_config(overrides: Sequence[str] = (), path: str | Path = DEFAULT_CONFIG) -> DictConfig:
     """The resolved configuration with its profile and `overrides` ("a.b=value") applied.
 
-    An override of a key that `pipelines.yaml` does not define, an unknown profile and a value of
-    the wrong type or range fail before any work (`UserError`), naming the key.
+    An override of a key that `pipelines.yaml` does not define, an unknown profile, a value of
+    the wrong type or range and a key of a schema section without a field in core/schemas.py fail
+    before any work (`UserError`), naming the key.
     """
     if not Path(path).is_file():
         raise MissingFileError(f"configuration file not found: {path}")
     cfg = OmegaConf.load(path)
     defaults = OmegaConf.to_container(cfg)  # interpolations unresolved: not type-checked
+    _check_schemas(cfg, Path(path).name)  # the file's own values, before they become defaults
     OmegaConf.set_struct(cfg, True)
     _open_option_dicts(cfg)
     cfg = _merge(cfg, overrides, str(path))
@@ -85,5 +108,7 @@ def load_config(overrides: Sequence[str] = (), path: str | Path = DEFAULT_CONFIG
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:  # an interpolation of an unknown key
         raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from err
-    check_values(OmegaConf.to_container(cfg), defaults, Path(path).name)
+    check_values(OmegaConf.to_container(cfg), defaults, Path(path).name,
+                 {**RANGES, **schema_ranges()})
+    _check_schemas(cfg, Path(path).name)
     return cfg

@@ -4,9 +4,10 @@ Two rules, applied to the configuration after the profile and the overrides:
 - type: every scalar key takes the type of its value in `pipelines.yaml` (int, float, bool or
   string; an int is a float too), and a list of scalars the type of its elements; a key whose
   default is null or an interpolation, and the free-form `*options` dicts, are not checked;
-- range: the keys of `RANGES` (dotted names, `*` matches any part) obey their rule.
+- range: the keys of `RANGES` (dotted names, `*` matches any part) and of the schemas' fields
+  (core/schemas.py, passed in as `ranges`) obey their rule.
 The first bad value raises `ConfigError`, naming the file, the key and what it must be.
-All of it lives here so that it can move to OmegaConf structured schemas in one step.
+The stage-two sections also have structured schemas (core/schemas.py), checked after these.
 """
 from __future__ import annotations
 
@@ -75,33 +76,14 @@ RANGES: dict[str, Rule] = {
     "cluster.slurm.cores": at_least(1),
     "cluster.slurm.processes": at_least(1),
     "cluster.slurm.jobs": at_least(1),
+    "conventions.visible_conf": PROBABILITY,
+    "conventions.inside_mask_px": at_least(0),
     "sampling.samples_per_joint": at_least(1),
     "sampling.min_heatmap_value": PROBABILITY,
-    "sampling.outside_mask_distance_px": at_least(0),
     "filter.mean_error_conf": PROBABILITY,
     "filter.max_mean_error_per_scale": at_least(0),
-    "filter.visible_conf": PROBABILITY,
     "filter.min_visible_joints": between(0, 17),
     "filter.max_outside_image_px": at_least(0),
-    "body.smplx_num_betas": at_least(1),
-    "body.body_joints": at_least(1),
-    "model.pose_mlp": each(at_least(1)),
-    "model.flow_blocks": at_least(1),
-    "model.flow_hidden": at_least(1),
-    "model.flow_dropout": between(0, 1, high_open=True),
-    "model.soft_clamp": above(0),
-    "model.regressor_hidden": at_least(1),
-    "model.regressor_iterations": at_least(1),
-    "model.regressor_dropout": between(0, 1, high_open=True),
-    "model.crop_size": at_least(1),
-    "model.samples_train": at_least(1),
-    "loss_weights.*": at_least(0),
-    "losses.nll_noise": at_least(0),
-    "losses.mmd_kernel_scales": each(above(0)),
-    "losses.mmd_uncertain_conf": PROBABILITY,
-    "losses.mmd_min_conf": PROBABILITY,
-    "losses.invisible_conf": PROBABILITY,
-    "losses.camera_scale_factor": above(0),
     "train.lr": above(0),
     "train.weight_decay": at_least(0),
     "train.batch_size": at_least(1),
@@ -118,12 +100,6 @@ RANGES: dict[str, Rule] = {
     "train.checkpoint_every": at_least(1),
     "train.log_every": at_least(1),
     "train.image_every": at_least(1),
-    "eval.hypotheses": at_least(1),
-    "eval.visible_conf": PROBABILITY,
-    "eval.pve_vs_n": each(at_least(1)),
-    "eval.curve_crops": at_least(0),
-    "eval.batch_size": at_least(1),
-    "eval.device": DEVICE,
     "ablation.jobs": at_least(1),
 }
 
@@ -186,9 +162,13 @@ def _lookup(tree: dict, dotted: str) -> Any:
     return tree
 
 
-def check_values(values: dict, defaults: dict, where: str) -> None:
+def check_values(values: dict, defaults: dict, where: str,
+                 ranges: dict[str, Rule] | None = None) -> None:
     """Raise `ConfigError` at the first value of `values` (the resolved configuration as plain
-    containers) that breaks the type of its default in `defaults` or its rule in `RANGES`."""
+    containers) that breaks the type of its default in `defaults` or its rule in `ranges`
+    (default `RANGES`)."""
+    ranges = RANGES if ranges is None else ranges
+
     def fail(key: str, value: Any, complaint: str) -> None:
         raise ConfigError(f"{where} key {key}={_show(value)}: {complaint}")
 
@@ -203,7 +183,7 @@ def check_values(values: dict, defaults: dict, where: str) -> None:
         default = flat_defaults[key]
         complaint = _type_complaint(value, default) if default is not None else None
         if complaint is None and value is not None:
-            rule = next((r for p, r in RANGES.items() if fnmatchcase(key, p)), None)
+            rule = next((r for p, r in ranges.items() if fnmatchcase(key, p)), None)
             complaint = rule(value) if rule else None
         if complaint:
             fail(key, value, complaint)

@@ -139,7 +139,7 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
     # on the curve's subset or size
     curve_generator = torch.Generator(device=evaluator.device).manual_seed((seed + 1) % 2 ** 63)
     curve_rows = curve_subset(len(data), curve_crops, seed)
-    visible_conf = cfg.eval.visible_conf
+    visible_conf = cfg.conventions.visible_conf
     w1_rng = np.random.default_rng(seed)
     got = Collected()
     for batch in tqdm(loader, desc="eval", unit="batch"):

@@ -115,7 +115,7 @@ def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, check
               "## Distance to the detector's heatmap distribution", "",
               f"2D Wasserstein-1 between the projected random hypotheses and the stored heatmap "
               "samples of the occluded joints (detector confidence in (losses.mmd_min_conf, "
-              "eval.visible_conf], ground truth in the crop): "
+              "conventions.visible_conf], ground truth in the crop): "
               f"**{_fmt(result['heatmap_w1_px'])} px** (256-crop pixels, "
               f"{result['heatmap_w1_joints']} joints).", ""]
     if "pve_vs_n" in result:

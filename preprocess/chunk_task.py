@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -18,7 +19,6 @@ import torch
 from body.cameras import DetectorCrop
 from body.detector import CropRequest
 from stores.labels import LabelRows
-from stores.masks import union_mask
 from stores.schema import (
     KEPT, SKIP_IMAGE_MISSING, SKIP_IMAGE_UNREADABLE, SKIP_LABEL_INVALID, SKIP_MASK_MISSING,
     SKIP_MASK_UNREADABLE,
@@ -26,18 +26,17 @@ from stores.schema import (
 from stores.store import Store
 
 from .detectors import make_detector
-from .filtering import filter_reasons
-from .heatmaps import decode_dark_udp, index_to_uv, row_uniforms, sample_heatmaps
-from .mask_distance import DistanceField
+from .postprocess import postprocess
+from .settings import ChunkSettings, DetectorSpec
 
 _DETECTORS: dict[str, object] = {}
 
 
-def worker_detector(spec: dict):
+def worker_detector(spec: DetectorSpec):
     """The worker process's detector for `spec`, built on first use."""
-    key = json.dumps(spec, sort_keys=True)
+    key = json.dumps(asdict(spec), sort_keys=True)
     if key not in _DETECTORS:
-        _DETECTORS[key] = make_detector(spec["name"], **spec.get("options", {}))
+        _DETECTORS[key] = make_detector(spec.name, **spec.options)
     return _DETECTORS[key]
 
 
@@ -54,14 +53,15 @@ def _invalid_labels(rows: LabelRows) -> np.ndarray:
     return ~finite | ~(rows.scale > 0)
 
 
-def process_chunk(store_path: str, dataset_root: str, index: int, settings: dict) -> dict:
+def process_chunk(store_path: str, dataset_root: str, index: int, settings: ChunkSettings
+                  ) -> dict:
     """Compute and write chunk `index`; returns {chunk, rows, reasons, seconds}."""
     start = time.perf_counter()
-    torch.set_num_threads(settings.get("threads", 1))
+    torch.set_num_threads(settings.runtime.threads)
     store = Store(store_path, mode="r+")
     sl = store.chunk_slice(index)
     rows = store.labels(sl)
-    n, s = len(rows), settings["samples"]
+    n, s = len(rows), settings.method.samples
     root = Path(dataset_root)
     reasons = np.where(_invalid_labels(rows), SKIP_LABEL_INVALID, KEPT).astype(np.uint8)
     images, masks = {}, {}
@@ -83,24 +83,11 @@ def process_chunk(store_path: str, dataset_root: str, index: int, settings: dict
     ok = np.flatnonzero(reasons == KEPT)
     if len(ok):
         heat = _detect(rows, ok, root, images, settings)
-        device = torch.device(settings["device"])
-        heat_t = torch.from_numpy(heat).to(device)
-        uv, conf = decode_dark_udp(heat_t)
-        crop = DetectorCrop(rows.center[ok].astype(np.float64), rows.scale[ok].astype(np.float64))
-        xy = crop.heatmap_to_image(uv.double().cpu().numpy())
-        keypoints[ok] = np.concatenate([xy, conf.cpu().numpy()[..., None]], -1)
-        uniforms = torch.from_numpy(row_uniforms(settings["seed"], settings["dataset"],
-                                                 sl.start + ok, samples=s)).to(device)
-        drawn = sample_heatmaps(heat_t, uniforms, settings["min_heatmap_value"])
-        index_out[ok] = drawn.index.cpu().numpy().astype(np.uint16)
-        value_out[ok] = drawn.value.cpu().numpy().astype(np.float16)
-        points = crop.heatmap_to_image(
-            index_to_uv(drawn.index).double().cpu().numpy().reshape(len(ok), 17 * s, 2))
-        dist_out[ok] = _mask_distances(rows, ok, points, masks, settings["mask_rule"]).reshape(
-            len(ok), 17, s)
-        if settings["split"] == "train":
-            reasons[ok] = filter_reasons(keypoints[ok], rows.kp2d_coco[ok], rows.scale[ok],
-                                         rows.image_size[ok], _Namespace(settings["filter"]))
+        heat_t = torch.from_numpy(heat).to(torch.device(settings.runtime.device))
+        loaded = {name: image for name, (image, reason) in masks.items() if reason == KEPT}
+        out = postprocess(heat_t, rows.select(ok), loaded, settings.method, sl.start + ok)
+        keypoints[ok], index_out[ok], value_out[ok] = out.keypoints, out.index, out.value
+        dist_out[ok], reasons[ok] = out.mask_distance, out.reason
     store.write_chunk(index, {"detector/keypoints": keypoints, "samples/index": index_out,
                               "samples/value": value_out, "samples/mask_distance": dist_out,
                               "status/reason": reasons})
@@ -109,16 +96,11 @@ def process_chunk(store_path: str, dataset_root: str, index: int, settings: dict
             "seconds": time.perf_counter() - start}
 
 
-class _Namespace:
-    def __init__(self, values: dict) -> None:
-        self.__dict__.update(values)
-
-
-def _detect(rows: LabelRows, ok: np.ndarray, root: Path, images: dict, settings: dict
-            ) -> np.ndarray:
-    detector = worker_detector(settings["detector"])
+def _detect(rows: LabelRows, ok: np.ndarray, root: Path, images: dict,
+            settings: ChunkSettings) -> np.ndarray:
+    detector = worker_detector(settings.method.detector)
     heat = []
-    batch = settings["batch_size"]
+    batch = settings.runtime.batch_size
     for start in range(0, len(ok), batch):
         part = ok[start:start + batch]
         crops = np.stack([DetectorCrop(rows.center[i].astype(np.float64), float(rows.scale[i]))
@@ -127,18 +109,3 @@ def _detect(rows: LabelRows, ok: np.ndarray, root: Path, images: dict, settings:
                                 float(rows.scale[i])) for i in part]
         heat.append(np.asarray(detector(crops, requests), np.float32))
     return np.concatenate(heat)
-
-
-def _mask_distances(rows: LabelRows, ok: np.ndarray, points: np.ndarray, masks: dict,
-                    rule: dict) -> np.ndarray:
-    """(len(ok), P) distances of each row's sample points (len(ok), P, 2) to its union mask:
-    one exact distance transform per mask image, covering all its rows' samples."""
-    out = np.full(points.shape[:2], np.inf, np.float32)
-    names = rows.mask[ok]
-    for name in np.unique(names[names != ""]):
-        sel = np.flatnonzero(names == name)
-        lo, hi = points[sel].min((0, 1)), points[sel].max((0, 1))
-        field = DistanceField.from_mask(union_mask(masks[name][0], **rule),
-                                        bounds=(lo[0] - 1, lo[1] - 1, hi[0] + 1, hi[1] + 1))
-        out[sel] = field.at(points[sel])
-    return out

@@ -7,9 +7,11 @@ from stores.schema import (
     FILTER_FAR_FROM_GROUND_TRUTH, FILTER_FEW_CONFIDENT_JOINTS, FILTER_JOINT_OUTSIDE_IMAGE, KEPT,
 )
 
+from .settings import FilterSettings
+
 
 def filter_reasons(keypoints: np.ndarray, ground_truth: np.ndarray, scale: np.ndarray,
-                   image_size: np.ndarray, cfg) -> np.ndarray:
+                   image_size: np.ndarray, cfg: FilterSettings) -> np.ndarray:
     """(N,) reason codes for detector keypoints (N, 17, 3) against ground-truth COCO joints
     (N, 17, 2): drop a row when the mean over the 17 joints of ‖GT − detector‖/scale counted on
     joints with conf > `mean_error_conf` reaches `max_mean_error_per_scale`; when fewer than

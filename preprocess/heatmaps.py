@@ -80,13 +80,6 @@ def sample_heatmaps(heatmaps: torch.Tensor, uniforms: torch.Tensor,
     return HeatmapSamples(index=index, value=value)
 
 
-def index_to_uv(index: torch.Tensor) -> torch.Tensor:
-    """(..., 2) float32 heatmap coordinates (u, v) of flat indices: `DetectorCrop.index_to_heatmap`.
-    Kept only for preprocess/chunk_task.py and benchmarks/postprocess.py until they call the
-    codec themselves; then delete."""
-    return DetectorCrop.index_to_heatmap(index)
-
-
 def _gaussian_kernel(size: int) -> list[float]:
     """size float64 taps of the normalised Gaussian; sigma = 0.3·((size − 1)/2 − 1) + 0.8, the
     rule of cv2.getGaussianKernel for sigma ≤ 0 (cv2 uses fixed tables for size ≤ 9 instead)."""

@@ -32,7 +32,8 @@ from stores.verify import check, record_path
 from .chunk_task import process_chunk
 from .cluster import check_cluster_config, dask_client
 from .detectors import DETECTORS
-from .readers import MASK_RULES, READERS
+from .readers import FORMATS
+from .settings import ChunkSettings, stage_one_settings
 
 SPLITS = ("train", "test")
 
@@ -50,8 +51,8 @@ def dataset_names(cfg: DictConfig, name: str) -> list[str]:
 
 def _check(cfg: DictConfig, name: str) -> DictConfig:
     entry = cfg.datasets[name]
-    if entry.get("format") not in READERS:
-        raise ConfigError(f"datasets.{name}.format must be one of {sorted(READERS)}, "
+    if entry.get("format") not in FORMATS:
+        raise ConfigError(f"datasets.{name}.format must be one of {sorted(FORMATS)}, "
                           f"got {entry.get('format')!r}")
     if entry.get("split") not in SPLITS:
         raise ConfigError(f"datasets.{name}.split must be one of {SPLITS}, "
@@ -68,10 +69,9 @@ def _check(cfg: DictConfig, name: str) -> DictConfig:
 def _source_files(entry: DictConfig) -> dict[str, str]:
     """SHA-256 of the dataset's label files, recorded in the store."""
     root = Path(entry.root)
-    patterns = {"bedlam": "processed_labels/*.npz", "agora": "processed_labels/*.npz",
-                "emdb": "P*/*/P*_data.pkl", "3dpw": "sequenceFiles/*/*.pkl"}
+    paths = {p for pattern in FORMATS[entry.format].label_files for p in root.glob(pattern)}
     hashes = {}
-    for path in sorted(root.glob(patterns[entry.format])):
+    for path in sorted(paths):
         hashes[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return hashes
 
@@ -84,32 +84,17 @@ def _code_version() -> str:
         return "unknown"
 
 
-def _settings(cfg: DictConfig, name: str, entry: DictConfig) -> dict:
-    return {"dataset": name, "split": entry.split, "seed": cfg.sampling.seed,
-            "samples": cfg.sampling.samples_per_joint,
-            "min_heatmap_value": cfg.sampling.min_heatmap_value,
-            "detector": OmegaConf.to_container(cfg.precompute.detector, resolve=True),
-            "batch_size": cfg.precompute.batch_size, "device": cfg.precompute.device,
-            "threads": cfg.cluster.threads_per_worker, "mask_rule": MASK_RULES[entry.format],
-            "filter": OmegaConf.to_container(cfg.filter, resolve=True)}
-
-
-def _fingerprint(settings: dict, sources: dict, rows: int, chunk_rows: int) -> str:
-    stable = {k: v for k, v in settings.items() if k not in ("batch_size", "device", "threads")}
-    text = repr((sorted(stable.items()), sorted(sources.items()), rows, chunk_rows))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig) -> tuple[Store, dict]:
+def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig
+                         ) -> tuple[Store, ChunkSettings]:
     """The store of `name`: resumed (and repaired) when it was made with this configuration, else
     created (also over a store of an older schema). Call it holding the store's lock."""
-    settings = _settings(cfg, name, entry)
+    settings = stage_one_settings(cfg, name)
     sources = _source_files(entry)
     reader_args = {k: v for k, v in OmegaConf.to_container(entry, resolve=True).items()
                    if k not in ("format", "split", "root", "protocol")}
-    rows = READERS[entry.format](entry.root, cfg.body.models, **reader_args)
+    rows = FORMATS[entry.format].read(entry.root, cfg.body.models, **reader_args)
     chunk_rows = cfg.precompute.chunk_rows
-    fingerprint = _fingerprint(settings, sources, len(rows), chunk_rows)
+    fingerprint = settings.method.fingerprint(sources, len(rows), chunk_rows)
     path = store_path(cfg.paths.stores, name)
     old_schema = (path / "zarr.json").exists() and schema_version(path) != SCHEMA_VERSION
     if old_schema:
@@ -125,9 +110,10 @@ def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig) -> tuple
                              "files; remove it or pass precompute.overwrite=true")
     attrs = {"dataset": name, "split": entry.split, "format": entry.format,
              "root": str(Path(entry.root).resolve()), "source_files": sources,
-             "detector": settings["detector"], "sampling": OmegaConf.to_container(cfg.sampling),
+             "detector": OmegaConf.to_container(cfg.precompute.detector, resolve=True),
+             "sampling": OmegaConf.to_container(cfg.sampling),
              "seed": cfg.sampling.seed, "fingerprint": fingerprint, "code_version": _code_version(),
-             "mask_rule": MASK_RULES[entry.format],
+             "mask_rule": settings.method.mask_rule,
              "config": OmegaConf.to_container(cfg, resolve=True), "complete": False}
     record_path(path).unlink(missing_ok=True)
     store = Store.create(path, rows, attrs, chunk_rows, cfg.sampling.samples_per_joint)
@@ -181,7 +167,8 @@ def _precompute_locked(cfg: DictConfig, name: str, entry: DictConfig, client) ->
     return summary
 
 
-def _run(client, store: Store, entry, todo: list[int], settings: dict, name: str) -> list[dict]:
+def _run(client, store: Store, entry, todo: list[int], settings: ChunkSettings, name: str
+         ) -> list[dict]:
     root = str(Path(entry.root).resolve())
     futures = [client.submit(process_chunk, str(store.path.resolve()), root, i, settings,
                              key=f"precompute-{name}-{store.attrs['fingerprint']}-{i}",

@@ -5,9 +5,6 @@ import numpy as np
 import pytest
 
 from benchmarks import postprocess as pp
-from core.config import load_config
-from preprocess.chunk_task import process_chunk
-from preprocess.precompute import _settings
 from preprocess.readers import read_bedlam
 from stores.masks import union_mask
 from stores.store import Store
@@ -54,7 +51,7 @@ def test_reference_argmax_and_max_conf_agree_with_ours(inputs, runs):
     keypoints = store.read("detector/keypoints")
     rows = inputs.rows
     heat = np.load(inputs.heat_path)
-    mask_rule = inputs.settings["mask_rule"]
+    mask_rule = inputs.settings.mask_rule
     for i in range(ROWS):
         gray = cv2.imread(str(inputs.root / rows.mask[i]), cv2.IMREAD_GRAYSCALE)
         mask_xy = np.argwhere(union_mask(gray, **mask_rule))[:, ::-1].astype(np.float64)
@@ -65,23 +62,6 @@ def test_reference_argmax_and_max_conf_agree_with_ours(inputs, runs):
         pixel = np.array([0.75 * side / 47, side / 63])  # one heatmap pixel in image px
         off = np.abs(keypoints[i, :, :2] - ref[:, :2]) / pixel
         assert (off <= 1 + 1e-4).all()  # refinement moves at most one heatmap pixel
-
-
-def test_bench_times_exactly_the_chunk_task(inputs, runs, tmp_path):
-    """Ours in the bench writes what `process_chunk` (with the detector) writes, with the
-    settings `precompute` gives a BEDLAM-format training set."""
-    cfg = load_config()
-    task = _settings(cfg, "bench", cfg.datasets["synthetic-train"])
-    assert {k: task[k] for k in inputs.settings} == inputs.settings
-    expected = pp.create_store(inputs, tmp_path / "task.zarr")
-    settings = {**inputs.settings, "detector": {"name": "synthetic", "options": {}},
-                "batch_size": 4, "device": "cpu", "threads": 1}
-    for index in range(inputs.n_chunks):
-        process_chunk(str(expected.path), str(inputs.root), index, settings)
-    ours = Store(runs[0])
-    for name in ("detector/keypoints", "samples/index", "samples/value",
-                 "samples/mask_distance", "status/reason"):
-        np.testing.assert_array_equal(ours.read(name), expected.read(name), err_msg=name)
 
 
 def test_byte_figure_comes_from_the_files_on_disk(runs):

@@ -94,3 +94,49 @@ def test_user_errors_keep_their_builtin_classes():
         load_config(["train.batch_size=0"])
     with pytest.raises(FileNotFoundError):
         load_config([], ROOT / "no.yaml")
+
+
+def _with_line(tmp_path, after: str, line: str):
+    text = (ROOT / "pipelines.yaml").read_text()
+    assert after in text
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(text.replace(after, after + line, 1))
+    return path
+
+
+@pytest.mark.parametrize("after, line, message", [
+    ("  flow_blocks: 8\n", "  flow_blok: 8\n",
+     "pipelines.yaml key model.flow_blok: no such field in core/schemas.py ModelSchema"),
+    ("  nll_noise: 0.005\n", "  invisible_conf: 0.5\n",
+     "pipelines.yaml key losses.invisible_conf: no such field in core/schemas.py LossesSchema"),
+    ("  hypotheses: 100                            # per crop, the mode first\n",
+     "  visible_conf: 0.5\n",
+     "pipelines.yaml key eval.visible_conf: no such field in core/schemas.py EvalSchema"),
+    ("  mmd: 5.0e-2\n", "  nnl: 1.0\n",
+     "pipelines.yaml key loss_weights.nnl: no such field in core/schemas.py LossWeightsSchema"),
+])
+def test_a_yaml_key_without_a_schema_field_cannot_load(tmp_path, after, line, message):
+    text = _error([], _with_line(tmp_path, after, line))
+    assert text.startswith(message) and "\n" not in text
+
+
+def test_a_yaml_value_the_schema_refuses_cannot_load(tmp_path):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text((ROOT / "pipelines.yaml").read_text().replace("  flow_blocks: 8\n",
+                                                                  "  flow_blocks: many\n"))
+    assert _error([], path).startswith("pipelines.yaml key model.flow_blocks: ")
+    path.write_text((ROOT / "pipelines.yaml").read_text().replace("  soft_clamp: 2.0\n", ""))
+    assert _error([], path) == "pipelines.yaml key model.soft_clamp: has no value"
+
+
+def test_coupling_and_one_name_per_shared_constant():
+    cfg = load_config()
+    assert cfg.model.coupling == "realnvp" and "volume_preserving" not in cfg.model
+    assert _error(["model.coupling=glow"]).startswith(
+        "pipelines.yaml key model.coupling=glow: must be one of realnvp, nice")
+    assert cfg.conventions.visible_conf == 0.5 and cfg.conventions.inside_mask_px == 0.71
+    for dead in ("body.smplx_num_betas", "body.body_joints", "filter.visible_conf",
+                 "losses.invisible_conf", "eval.visible_conf",
+                 "sampling.outside_mask_distance_px"):
+        section, key = dead.split(".")
+        assert key not in cfg[section], dead

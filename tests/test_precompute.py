@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from core.config import load_config
 from preprocess.filtering import filter_reasons
+from preprocess.settings import method_settings
 from preprocess.precompute import dataset_names, precompute
 from stores.schema import (
     FILTER_FAR_FROM_GROUND_TRUTH, FILTER_FEW_CONFIDENT_JOINTS, FILTER_JOINT_OUTSIDE_IMAGE, KEPT,
@@ -238,7 +239,7 @@ def test_bad_configuration_fails_before_any_work(small_world, body_models, tmp_p
 
 
 def test_filter_rules_on_hand_made_cases():
-    cfg = load_config([]).filter
+    cfg = method_settings(load_config([]), "synthetic-train").filter
     gt = np.tile(np.linspace(100, 300, 17)[:, None], (1, 2))[None].repeat(4, 0)
     kps = np.concatenate([gt, np.full((4, 17, 1), 0.9)], -1)
     kps[1, :, :2] += 10  # every joint 14 px (per unit scale) off: mean error ≥ 13

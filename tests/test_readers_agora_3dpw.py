@@ -12,7 +12,7 @@ from body.joints import SMPL_TO_COCO17, SMPLX_TO_COCO17
 from body.models import load_smpl, load_smplx
 from body.detector import CropRequest
 from synthetic.detector import SyntheticDetector
-from preprocess.readers import MASK_RULES, READERS, read_3dpw, read_agora
+from preprocess.readers import FORMATS, read_3dpw, read_agora
 from preprocess.readers.body import posed_body
 from preprocess.readers.threedpw import world_to_camera
 from synthetic.agora_layout import MASK_SUFFIX, write_agora_like
@@ -57,8 +57,10 @@ def _sequence(path):
 
 
 def test_registry():
-    assert READERS["agora"] is read_agora and READERS["3dpw"] is read_3dpw
-    assert MASK_RULES["agora"] == {"background_value": 76} and MASK_RULES["3dpw"] == {}
+    assert FORMATS["agora"].read is read_agora and FORMATS["3dpw"].read is read_3dpw
+    assert FORMATS["agora"].mask_rule == {"background_value": 76}
+    assert FORMATS["3dpw"].mask_rule == {}
+    assert FORMATS["3dpw"].label_files == ("sequenceFiles/*/*.pkl",)
 
 
 # ---------------------------------------------------------------- AGORA
@@ -109,7 +111,7 @@ def test_agora_reader_reproduces_gtkps_and_pads_betas(agora_root, agora_rows, bo
 
 def test_agora_masks_decode_to_the_rendered_people(agora_root, agora_rows):
     mask = union_mask(cv2.imread(str(agora_root / agora_rows.mask[0]), cv2.IMREAD_GRAYSCALE),
-                      **MASK_RULES["agora"])
+                      **FORMATS["agora"].mask_rule)
     with np.load(sidecar_path(agora_root / agora_rows.image[0])) as scene:
         np.testing.assert_array_equal(mask, scene["person_map"] >= 0)
 

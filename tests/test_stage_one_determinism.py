@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from core.config import load_config
 from preprocess.chunk_task import process_chunk
 from body.detector import CropRequest
 from synthetic.detector import SyntheticDetector
-from preprocess.precompute import _settings
+from preprocess.settings import ChunkSettings, RuntimeSettings, method_settings
 from preprocess.readers import read_bedlam
 from stores.schema import result_specs
 from stores.store import Store
@@ -30,11 +31,11 @@ ROWS, PROBE = 64, 37
 OUTPUTS = [spec.name for spec in result_specs(150)]
 
 
-def settings(batch_size: int = 64, threads: int = 1) -> dict:
-    cfg = load_config()
-    task = _settings(cfg, "determinism", cfg.datasets["synthetic-train"])
-    return {**task, "detector": {"name": "synthetic", "options": {}}, "batch_size": batch_size,
-            "device": "cpu", "threads": threads}
+def settings(batch_size: int = 64, threads: int = 1) -> ChunkSettings:
+    method = method_settings(load_config(), "synthetic-train")
+    assert method.detector.name == "synthetic" and method.detector.options == {}
+    return ChunkSettings(replace(method, dataset="determinism"),
+                         RuntimeSettings(device="cpu", batch_size=batch_size, threads=threads))
 
 
 def requests(store: Store, root: Path) -> list[CropRequest]:
@@ -43,12 +44,13 @@ def requests(store: Store, root: Path) -> list[CropRequest]:
                         float(rows.scale[i])) for i in range(len(rows))]
 
 
-def compute(store_path: str, root: str, task: dict, chunks: list[int], heat_path: str) -> None:
+def compute(store_path: str, root: str, task: ChunkSettings, chunks: list[int],
+            heat_path: str) -> None:
     """Run the chunk task on `chunks` of the store and save the detector's heatmaps of the
     chunks' rows (one batch per chunk) to `heat_path`. Also the subprocesses' entry point."""
     store = Store(store_path, mode="r+")
     every = requests(store, Path(root))
-    detector = SyntheticDetector(**task["detector"]["options"])
+    detector = SyntheticDetector(**task.method.detector.options)
     heat = []
     for index in chunks:
         process_chunk(store_path, root, index, task)
@@ -135,11 +137,11 @@ def test_other_instruction_sets_and_threads_give_the_same_bytes(mixed, tmp_path,
             emulation["NPY_DISABLE_CPU_FEATURES"])
     env.update(emulation)
     store = Store.create(tmp_path / "other.zarr", rows, {"dataset": "determinism"}, ROWS, 150)
-    code = ("import json, sys; from tests.test_stage_one_determinism import compute, report; "
-            "compute(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), [0], sys.argv[4]); "
-            "print(report())")
+    code = ("import sys; from tests.test_stage_one_determinism import compute, report, settings; "
+            "compute(sys.argv[1], sys.argv[2], settings(threads=int(sys.argv[3])), [0], "
+            "sys.argv[4]); print(report())")
     run = subprocess.run([sys.executable, "-c", code, str(store.path), str(root),
-                          json.dumps(settings(threads=threads)), str(tmp_path / "h.npy")],
+                          str(threads), str(tmp_path / "h.npy")],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     if "ATEN_CPU_CAPABILITY" in emulation:

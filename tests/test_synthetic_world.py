@@ -12,7 +12,7 @@ from body.models import load_smplx
 from core.config import load_config
 from body.detector import CropRequest
 from synthetic.detector import SyntheticDetector
-from preprocess.readers import READERS, read_bedlam, read_emdb
+from preprocess.readers import FORMATS, read_bedlam, read_emdb
 from preprocess.readers.body import posed_body
 from synthetic import world
 from tests.conftest import SMALL_WORLD
@@ -231,7 +231,7 @@ def test_agora_and_3dpw_layouts_read_through_their_dataset_entries(small_world, 
         entry = cfg.datasets[name]
         args = {k: v for k, v in OmegaConf.to_container(entry).items()
                 if k not in ("format", "split", "root", "protocol")}
-        rows[name] = READERS[entry.format](entry.root, body_models, **args)
+        rows[name] = FORMATS[entry.format].read(entry.root, body_models, **args)
         assert len(rows[name]) > 0
         assert all((Path(entry.root) / i).exists() for i in rows[name].image)
     assert len(rows["synthetic-agora"]) == sum(info["agora_rows"].values())

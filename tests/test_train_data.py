@@ -59,12 +59,12 @@ def _boundary(mask):
 
 
 def test_stores_record_the_mask_rule_of_their_format(precomputed):
-    from preprocess.readers import MASK_RULES
+    from preprocess.readers import FORMATS
 
     stores, _ = precomputed
     for name in ("synthetic-train", "synthetic-test"):
         store = Store(stores / f"{name}.zarr")
-        assert store.attrs["mask_rule"] == MASK_RULES[store.attrs["format"]]
+        assert store.attrs["mask_rule"] == FORMATS[store.attrs["format"]].mask_rule
 
 
 def test_context_cache_equals_a_direct_crop_of_the_frame(store):

@@ -37,7 +37,7 @@ call as evaluation's) and `targets` (`TrainingTargets`); 2D coordinates crop-nor
 
 `hm_samples`: H = 25 of the 150 stored samples per joint, without replacement; heatmap pixel →
 image px through `DetectorCrop(original box).heatmap_to_image` → the augmented crop.
-`hm_inside`: the stored mask distance ≤ `sampling.outside_mask_distance_px` (0.71).
+`hm_inside`: the stored mask distance ≤ `conventions.inside_mask_px` (0.71).
 `det_kp`: the detector ran once, in stage one, on the original box; like every other 2D quantity
 its keypoints are re-expressed in the augmented box (docs/method.md §5, the reference release), so
 the condition never contradicts the image and the targets under jitter or truncation.
@@ -100,7 +100,7 @@ class ExampleSettings:
     def from_config(cls, cfg) -> ExampleSettings:
         t = cfg.train
         return cls(int(cfg.model.crop_size), float(t.context_factor), int(t.heatmap_samples),
-                   float(cfg.sampling.outside_mask_distance_px), int(t.seed),
+                   float(cfg.conventions.inside_mask_px), int(t.seed),
                    int(cfg.losses.mask_dilation_iterations), Augmentation.from_config(t))
 
 
@@ -342,7 +342,7 @@ def make_loader(stores: Sequence[str | Path], cfg, start: int, rank: int = 0,
                 world_size: int = 1, batch_size: int | None = None,
                 workers: int | None = None) -> DataLoader:
     """The infinite training DataLoader from example `start` (config: `train:`, `model.crop_size`,
-    `sampling.outside_mask_distance_px`); stores by path or name, weights `train.dataset_weights`.
+    `conventions.inside_mask_px`); stores by path or name, weights `train.dataset_weights`.
     """
     t = cfg.train
     batch_size = int(t.batch_size if batch_size is None else batch_size)

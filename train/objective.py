@@ -34,14 +34,14 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
     the mask loss and the Table S2 sample supervision, all of them for the orthogonality term;
     `log_prob_gt` (B,) for the NLL."""
     lc = cfg.losses
-    inside_px = cfg.sampling.outside_mask_distance_px
+    inside_px, visible_conf = cfg.conventions.inside_mask_px, cfg.conventions.visible_conf
     samples = out.samples.coco2d.transpose(1, 2)  # (B, 17, N, 2)
 
     def mmd() -> torch.Tensor:
         target_sets, weight = losses.mmd_targets(targets.gt_coco, targets.hm_samples,
                                                  targets.max_conf, targets.gt_in_fov,
                                                  targets.gt_in_crop, lc.mmd_uncertain_conf,
-                                                 lc.mmd_min_conf, lc.invisible_conf)
+                                                 lc.mmd_min_conf, visible_conf)
         return losses.mmd_loss(samples, target_sets, weight, tuple(lc.mmd_kernel_scales),
                                lc.mmd_unbiased)
 
@@ -53,14 +53,14 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
         "keypoints_2d_samples": lambda: losses.keypoints_2d_samples_loss(
             samples, targets.gt_coco, losses.supervised_2d_joints(
                 targets.gt_in_crop, targets.max_conf, lc.samples_2d_visible_only,
-                lc.invisible_conf)),
+                visible_conf)),
         "orth": lambda: losses.orth_loss(out.pose6d),
         "camera": lambda: losses.camera_loss(out.cam[:, 0], lc.camera_scale_factor),
         "mmd": mmd,
         "mask": lambda: losses.mask_loss(samples, targets.max_conf, targets.hm_samples,
                                          targets.hm_inside, targets.gt_coco,
                                          targets.gt_in_crop, targets.mask,
-                                         targets.use_mask, lc.invisible_conf, inside_px),
+                                         targets.use_mask, visible_conf, inside_px),
     }
     return {name: term() for name, term in terms.items() if cfg.loss_weights[name] != 0}
 
