@@ -22,6 +22,8 @@ import torch
 
 Array = Union[np.ndarray, torch.Tensor]
 
+# the library default of the rule; runs read `conventions.inside_mask_px` of pipelines.yaml, which
+# a test keeps equal to it
 INSIDE_MASK_PX = 0.71
 
 

@@ -165,7 +165,8 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
         got.heatmap_w1.append(metrics.heatmap_wasserstein(
             to256(coco[:, 1:]), to256(extras.hm_samples), occluded, w1_rng))
         pin, mind, count = plausibility(to256(coco), extras.mask256, extras.has_mask,
-                                        visible, cfg.eval.mask_min_invisible)
+                                        visible, cfg.eval.mask_min_invisible,
+                                        cfg.conventions.inside_mask_px)
         if count:
             got.percin.append((pin, count))
             got.mindist.append((mind, count))
@@ -184,13 +185,15 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
 
 
 def plausibility(points_px: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tensor,
-                 visible: torch.Tensor, min_invisible: int) -> tuple[float, float, int]:
+                 visible: torch.Tensor, min_invisible: int,
+                 inside_px: float) -> tuple[float, float, int]:
     """PercIn, MinDist and their point count of one batch (docs/method.md §6): every hypothesis (the
     mode included) of every invisible joint of the images in the mask subset, i.e. with a person
-    mask and at least `min_invisible` invisible joints. points_px (B, H, 17, 2) 256-crop px."""
+    mask and at least `min_invisible` invisible joints. points_px (B, H, 17, 2) 256-crop px; a
+    point within `inside_px` (`conventions.inside_mask_px`) of a mask pixel centre is inside."""
     invisible = ~visible
     subset = has_mask & (invisible.sum(1) >= min_invisible)
-    return metrics.perc_in_min_dist(points_px, masks, invisible & subset[:, None])
+    return metrics.perc_in_min_dist(points_px, masks, invisible & subset[:, None], inside_px)
 
 
 def _ground_truth_centred(evaluator: Evaluator, gt_verts: torch.Tensor,

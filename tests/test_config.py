@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from body.pixels import INSIDE_MASK_PX
 from core.config import load_config
 from core.config_checks import RANGES, _leaves
 from core.errors import UserError
@@ -135,6 +136,7 @@ def test_coupling_and_one_name_per_shared_constant():
     assert _error(["model.coupling=glow"]).startswith(
         "pipelines.yaml key model.coupling=glow: must be one of realnvp, nice")
     assert cfg.conventions.visible_conf == 0.5 and cfg.conventions.inside_mask_px == 0.71
+    assert cfg.conventions.inside_mask_px == INSIDE_MASK_PX  # the library default is the config's
     for dead in ("body.smplx_num_betas", "body.body_joints", "filter.visible_conf",
                  "losses.invisible_conf", "eval.visible_conf",
                  "sampling.outside_mask_distance_px"):

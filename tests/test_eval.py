@@ -166,11 +166,11 @@ def test_plausibility_counts_the_mode_and_keeps_the_mask_subset():
     visible[:, :2] = False  # images 0, 1: two invisible joints
     visible[2, 1] = True  # image 2: one invisible joint → not in the subset
     has_mask = torch.tensor([True, False, True])  # image 1 has no mask
-    perc, mind, n = plausibility(points, masks, has_mask, visible, min_invisible=2)
+    perc, mind, n = plausibility(points, masks, has_mask, visible, min_invisible=2, inside_px=0.71)
     assert n == 2 * 3  # image 0 only: 2 joints × 3 hypotheses
     assert perc == pytest.approx(100 * 4 / 6)  # old rule (samples only): 100 %
     assert mind == pytest.approx(2 * 7 * np.sqrt(2) / 6)
-    assert plausibility(points, masks, has_mask, visible, min_invisible=3)[2] == 0
+    assert plausibility(points, masks, has_mask, visible, min_invisible=3, inside_px=0.71)[2] == 0
 
 
 def test_eval_projection_is_the_models_camera(trained):
