@@ -47,9 +47,9 @@ MOTIONS = {
 }
 
 
-def motion_poses(rng: np.random.Generator, n: int, noise: float = 0.05) -> np.ndarray:
-    """(n, 21, 3) axis-angle poses of the parametric motions: random motion, phase in a cycle,
-    amplitude × U(0.5, 1.2), per-joint noise noise·range, clipped to the joint limits."""
+def motion_euler(rng: np.random.Generator, n: int, noise: float = 0.05) -> np.ndarray:
+    """(n, 21, 3) intrinsic XYZ Euler angles of the parametric motions: random motion, phase in
+    a cycle, amplitude × U(0.5, 1.2), per-joint noise noise·range, clipped to the joint limits."""
     names = list(MOTIONS)
     euler = np.repeat(REST[None], n, 0).copy()
     kinds = rng.integers(len(names), size=n)
@@ -60,7 +60,12 @@ def motion_poses(rng: np.random.Generator, n: int, noise: float = 0.05) -> np.nd
             wave = np.sin(2 * np.pi * (phase[i] + offset)) if cyclic else phase[i]
             euler[i, joint - 1, axis] += gain[i] * amp * wave
     euler += rng.normal(0, noise, euler.shape) * (LIMITS_HIGH - LIMITS_LOW)
-    euler = np.clip(euler, LIMITS_LOW, LIMITS_HIGH)
+    return np.clip(euler, LIMITS_LOW, LIMITS_HIGH)
+
+
+def motion_poses(rng: np.random.Generator, n: int, noise: float = 0.05) -> np.ndarray:
+    """(n, 21, 3) axis-angle poses of `motion_euler`."""
+    euler = motion_euler(rng, n, noise)
     return Rotation.from_euler("XYZ", euler.reshape(-1, 3)).as_rotvec().reshape(n, 21, 3)
 
 
