@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--direct", action="store_true")
     parser.add_argument("--json", default=None, help="write the curve here")
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     result = run(args)
     if args.json:
         with open(args.json, "w") as f:
