@@ -1,0 +1,63 @@
+"""Shared pieces of the diagnostics: the config, a fixed batch of training examples, the
+ground-truth weak-perspective camera, pixel conversions."""
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import default_collate
+
+from core.config import load_config
+from stores.store import Store
+from train.augment import Augmentation
+from train.data import ExampleSettings, TrainingExamples
+from train.trainer import build_caches
+
+
+def config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The synthetic profile with `overrides`."""
+    return load_config(["profile=synthetic", *overrides])
+
+
+def examples(cfg: DictConfig, augment: bool = True) -> TrainingExamples:
+    """The training examples of `train.stores` (augmented as in training, or not at all)."""
+    settings = ExampleSettings.from_config(cfg)
+    if not augment:
+        settings = ExampleSettings(settings.crop_size, settings.context_factor,
+                                   settings.heatmap_samples, settings.inside_px, settings.seed,
+                                   settings.mask_dilation, Augmentation.disabled())
+    return TrainingExamples(build_caches(cfg), settings)
+
+
+def batch_of(data: TrainingExamples, counters: Sequence[int]) -> dict:
+    """Examples `counters` collated into one batch."""
+    return default_collate([data[int(k)] for k in counters])
+
+
+def gt_transl(data: TrainingExamples, batch: dict) -> torch.Tensor:
+    """(B, 3) the labels' SMPL-X translation of the batch's rows (single store)."""
+    transl = Store(data.paths[0]).read("labels/transl")
+    return torch.from_numpy(transl[batch["row"].numpy()]).float()
+
+
+def translation_to_camera(transl: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Inverse of `body.cameras.weak_perspective_to_translation`: the crop camera (s, tx, ty)
+    of the augmented box whose full-image translation is `transl`."""
+    w, h = batch["img_size"][:, 0], batch["img_size"][:, 1]
+    b = 200 * batch["scale"]
+    s = 2 * batch["focal"] / (b * transl[:, 2])
+    tx = transl[:, 0] - 2 * (batch["center"][:, 0] - w / 2) / (s * b)
+    ty = transl[:, 1] - 2 * (batch["center"][:, 1] - h / 2) / (s * b)
+    return torch.stack([s, tx, ty], 1)
+
+
+def crop_px(norm_error: torch.Tensor, size: int = 256) -> torch.Tensor:
+    """Crop-normalised distances -> pixels of a `size` crop ([−1, 1] spans `size` px)."""
+    return norm_error * size / 2
+
+
+def machine() -> str:
+    return f"{platform.node()} {platform.processor() or platform.machine()}, " \
+           f"torch {torch.__version__}, {torch.get_num_threads()} threads"
