@@ -29,7 +29,8 @@ CHECKSUM = Crc32cCodec()
 COMPRESSOR = [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), CHECKSUM]
 # Codecs of the sample arrays, by measured bytes per crop on the synthetic stores (benchmarks:
 # sample_bytes_per_crop). Only codecs of the Zarr v3 specification (bytes, blosc, crc32c), so any
-# v3 implementation opens the stores (tests/test_store_integrity.py reads one with tensorstore).
+# v3 implementation opens the stores (tests/stores/test_store_interop.py reads one with
+# tensorstore).
 # The sorted indices: byte shuffling puts their slowly rising high bytes together (1,349 B per
 # crop at zstd level 5, against 1,170 B with numcodecs' non-standard Delta filter: +2.8 % of the
 # whole crop). Byte shuffling suits the float16 values; the distances repeat with their (sorted,

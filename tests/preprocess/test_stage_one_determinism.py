@@ -26,7 +26,7 @@ from preprocess.readers import read_bedlam
 from stores.schema import result_specs
 from stores.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ROWS, PROBE = 64, 37
 OUTPUTS = [spec.name for spec in result_specs(150)]
 

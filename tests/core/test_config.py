@@ -9,7 +9,7 @@ from core.config import load_config
 from core.config_checks import RANGES, _leaves
 from core.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_pipelines_yaml_resolves_and_holds_the_papers_constants(monkeypatch):

@@ -137,7 +137,7 @@ def test_real_names_precompute_to_complete_stores(stores, real_root):
             assert (reasons == KEPT).mean() > 0.5, name
         kps = store.read("detector/keypoints")
         assert np.isfinite(kps[reasons == KEPT]).all()
-    assert not (Path(__file__).resolve().parents[1] / "data" / "stores" / "bedlam.zarr").exists()
+    assert not (Path(__file__).resolve().parents[2] / "data" / "stores" / "bedlam.zarr").exists()
 
 
 def test_rerun_of_a_real_name_resumes(stores, real_root, scheduler):

@@ -15,7 +15,7 @@ from preprocess.detectors.vitpose_keys import (
     CheckpointError, convert_original_state_dict, infer_architecture,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HIDDEN, LAYERS, HEADS = 32, 2, 2
 # what mmcv saves under meta.config for a ViTPose run (only num_heads is read)
 META_CONFIG = f"model = dict(type='TopDown', backbone=dict(type='ViT', embed_dim={HIDDEN}, " \

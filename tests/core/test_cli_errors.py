@@ -15,7 +15,7 @@ import train.__main__ as train_main
 from core.cli import run_cli
 from eval.run import note_profile, report_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 CASES = {  # name: (entry point, argv, what the one line must name)
     "unknown dataset": (preprocess_main, ["precompute", "nope"], "unknown dataset 'nope'"),

@@ -24,7 +24,7 @@ from stores.schema import (
 from stores.store import Store
 from stores.verify import verify
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARRAYS = [spec.name for spec in result_specs(150)]
 
 

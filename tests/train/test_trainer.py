@@ -13,7 +13,7 @@ from train.data import make_loader
 from train.model import ProbabilisticHMR
 from train.objective import loss_terms, total, training_forward
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["train.batch_size=4", "train.workers=0", "model.flow_hidden=32", "model.flow_blocks=2",
         "model.regressor_hidden=32", "model.backbone_options.out_features=16",
         "model.pose_mlp=[51,32,16]", "model.samples_train=5", "train.checkpoint_every=2",
