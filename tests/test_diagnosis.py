@@ -1,26 +1,35 @@
-"""The issue-15 diagnostics' own math: the camera inversion and the motion generator's limits."""
+"""The issue-15 diagnostics' own math (the camera inversion, the motion generator's limits) and a
+smoke run of every diagnosis script on the small world, so that an API change cannot break them
+silently."""
+import math
+
 import numpy as np
+import pytest
 import torch
 
+from benchmarks.diagnosis import lift, overfit, profile_step, projection
 from benchmarks.diagnosis.common import translation_to_camera
 from benchmarks.diagnosis.lift import motion_euler
 from body.cameras import weak_perspective_to_translation
 from synthetic.poses import LIMITS_HIGH, LIMITS_LOW
+from train.inputs import ModelInput
 
 
 def test_translation_to_camera_inverts_the_cliff_conversion():
     g = torch.Generator().manual_seed(0)
     b = 8
-    batch = {"img_size": torch.tensor([[640.0, 360.0]]).expand(b, 2),
-             "center": torch.rand(b, 2, generator=g) * 200 + 100,
-             "scale": torch.rand(b, generator=g) + 0.5, "focal": torch.full((b,), 640.0)}
+    none = torch.empty(b, 0)
+    inputs = ModelInput(image=none, det_kp=none, bbox_cond=none,
+                        center=(torch.rand(b, 2, generator=g) * 200 + 100).double(),
+                        scale=(torch.rand(b, generator=g) + 0.5).double(),
+                        focal=torch.full((b,), 640.0).double(),
+                        img_size=torch.tensor([[640.0, 360.0]]).expand(b, 2).double())
     cam = torch.stack([torch.rand(b, generator=g) + 0.5, torch.rand(b, generator=g) - 0.5,
                        torch.rand(b, generator=g) - 0.5], 1).double()
-    batch = {k: v.double() for k, v in batch.items()}
-    transl = weak_perspective_to_translation(cam, batch["center"], batch["scale"],
-                                             batch["img_size"][:, 0], batch["img_size"][:, 1],
-                                             batch["focal"])
-    torch.testing.assert_close(translation_to_camera(transl, batch), cam)
+    transl = weak_perspective_to_translation(cam, inputs.center, inputs.scale,
+                                             inputs.img_size[:, 0], inputs.img_size[:, 1],
+                                             inputs.focal)
+    torch.testing.assert_close(translation_to_camera(transl, inputs), cam)
 
 
 def test_motion_poses_stay_within_the_joint_limits_and_move():
@@ -28,3 +37,56 @@ def test_motion_poses_stay_within_the_joint_limits_and_move():
     assert (euler >= LIMITS_LOW).all() and (euler <= LIMITS_HIGH).all()
     # the hips (joints 1, 2) flex over a wide range: the motions are not the rest pose plus noise
     assert np.ptp(euler[:, 0, 0]) > 1.5
+
+
+@pytest.fixture(scope="module")
+def small(precomputed, body_models):
+    """Config overrides that point the diagnostics at the small world's training store."""
+    stores, _ = precomputed
+    return [f"paths.stores={stores}", f"body.models={body_models}", "train.workers=0"]
+
+
+def _finite(values) -> None:
+    assert values and all(math.isfinite(v) for v in values), values
+
+
+def test_projection_runs_and_the_ground_truth_projects_exactly(small):
+    result = projection.run(["--examples", "4", "--fit-iterations", "3", *small])
+    numbers = {k: v for k, v in result.items() if k != "machine"}
+    assert set(numbers) == {
+        "mean_shape_fitted_camera_l1_per_coord", "mean_shape_fitted_camera_px256_mean",
+        "mean_shape_fitted_camera_px256_median", "examples", "body24_px256_max",
+        "body24_px256_mean", "coco17_px256_max", "keypoints_2d_loss", "betas_loss",
+        "orth_loss", "camera_loss"}
+    _finite(list(numbers.values()))
+    assert result["examples"] == 4
+    # measurement 1: the labels through the model's projection land on the stored 2D joints
+    assert result["body24_px256_max"] < 0.05 and result["coco17_px256_max"] < 0.05
+    assert result["betas_loss"] == 0
+
+
+def test_overfit_runs_every_substitution(small):
+    for flags in ([], ["--oracle-det", "--oracle-shape-camera", "--features", "embedding"],
+                  ["--direct"]):
+        result = overfit.run(overfit.parse(["--crops", "2", "--steps", "2", "--every", "1",
+                                            *flags, *small, "model.samples_train=2"]))
+        assert [p["step"] for p in result["curve"]] == [1, 2]
+        _finite([v for p in result["curve"] for v in p.values()])
+
+
+def test_profile_step_runs_and_times_every_part(small):
+    result = profile_step.run(["--steps", "1", *small, "train.batch_size=2",
+                               "model.samples_train=2"])
+    assert set(result["part_cpu_s"]) == set(profile_step.PARTS)
+    _finite([*result["part_cpu_s"].values(), result["step_s"], result["steps_per_s"]])
+    assert "flow_sample" in result["table"]
+
+
+def test_lift_runs_on_both_pose_sets(body_models, capsys):
+    argv = ["--poses", "64", "--steps", "5", f"body.models={body_models}"]
+    result = lift.run(argv)
+    for name in ("world (independent Euler)", "parametric motions"):
+        assert set(result[name]) == {"mpjpe_mm", "kp2d_px256"}
+        _finite(list(result[name].values()))
+    assert lift.main(argv) == 0
+    assert "parametric motions {'mpjpe_mm'" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 ground-truth weak-perspective camera, pixel conversions."""
 from __future__ import annotations
 
+import dataclasses
 import platform
 from collections.abc import Sequence
 
@@ -12,7 +13,8 @@ from torch.utils.data import default_collate
 from core.config import load_config
 from stores.store import Store
 from train.augment import Augmentation
-from train.data import ExampleSettings, TrainingExamples
+from train.data import ExampleSettings, TrainingExample, TrainingExamples
+from train.inputs import ModelInput
 from train.trainer import build_caches
 
 
@@ -25,31 +27,29 @@ def examples(cfg: DictConfig, augment: bool = True) -> TrainingExamples:
     """The training examples of `train.stores` (augmented as in training, or not at all)."""
     settings = ExampleSettings.from_config(cfg)
     if not augment:
-        settings = ExampleSettings(settings.crop_size, settings.context_factor,
-                                   settings.heatmap_samples, settings.inside_px, settings.seed,
-                                   settings.mask_dilation, Augmentation.disabled())
+        settings = dataclasses.replace(settings, augment=Augmentation.disabled())
     return TrainingExamples(build_caches(cfg), settings)
 
 
-def batch_of(data: TrainingExamples, counters: Sequence[int]) -> dict:
+def batch_of(data: TrainingExamples, counters: Sequence[int]) -> TrainingExample:
     """Examples `counters` collated into one batch."""
     return default_collate([data[int(k)] for k in counters])
 
 
-def gt_transl(data: TrainingExamples, batch: dict) -> torch.Tensor:
+def gt_transl(data: TrainingExamples, batch: TrainingExample) -> torch.Tensor:
     """(B, 3) the labels' SMPL-X translation of the batch's rows (single store)."""
     transl = Store(data.paths[0]).read("labels/transl")
-    return torch.from_numpy(transl[batch["row"].numpy()]).float()
+    return torch.from_numpy(transl[batch.targets.row.numpy()]).float()
 
 
-def translation_to_camera(transl: torch.Tensor, batch: dict) -> torch.Tensor:
+def translation_to_camera(transl: torch.Tensor, inputs: ModelInput) -> torch.Tensor:
     """Inverse of `body.cameras.weak_perspective_to_translation`: the crop camera (s, tx, ty)
-    of the augmented box whose full-image translation is `transl`."""
-    w, h = batch["img_size"][:, 0], batch["img_size"][:, 1]
-    b = 200 * batch["scale"]
-    s = 2 * batch["focal"] / (b * transl[:, 2])
-    tx = transl[:, 0] - 2 * (batch["center"][:, 0] - w / 2) / (s * b)
-    ty = transl[:, 1] - 2 * (batch["center"][:, 1] - h / 2) / (s * b)
+    of the augmented box of `inputs` whose full-image translation is `transl`."""
+    w, h = inputs.img_size[:, 0], inputs.img_size[:, 1]
+    b = 200 * inputs.scale
+    s = 2 * inputs.focal / (b * transl[:, 2])
+    tx = transl[:, 0] - 2 * (inputs.center[:, 0] - w / 2) / (s * b)
+    ty = transl[:, 1] - 2 * (inputs.center[:, 1] - h / 2) / (s * b)
     return torch.stack([s, tx, ty], 1)
 
 

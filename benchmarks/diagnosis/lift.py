@@ -9,11 +9,12 @@ hips, scaled by the body's 2D extent). A small MLP (2D → 22 × 6D) is fitted o
 on held-out poses we report the pelvis-aligned 3D joint error (mm) and the 2D error of the
 re-projected prediction (px of a 256 crop).
 
-`python -m benchmarks.diagnosis.lift [--poses N] [--steps N]`
+`python -m benchmarks.diagnosis.lift [--poses N] [--steps N] [key=value …]`
 """
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -102,21 +103,29 @@ def lift(body: FastJoints, pose: torch.Tensor, steps: int, seed: int) -> dict:
     return {"mpjpe_mm": round(float(err3), 1), "kp2d_px256": round(float(err2), 2)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None) -> dict:
+    """The flags of `argv` parsed; the held-out errors of both pose sets."""
     parser = ArgumentParser(prog="python -m benchmarks.diagnosis.lift", description=__doc__)
     parser.add_argument("--poses", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", help="config key=value (e.g. body.models=…)")
     args = parser.parse_args(argv)
-    cfg = config()
+    cfg = config(args.overrides)
     body = FastJoints(load_smplx(cfg.body.models, num_betas=11), list(SMPLX_TO_COCO17))
     rng = np.random.default_rng(args.seed)
     orient = upright_orientation(rng, args.poses)
+    result = {}
     for name, body_pose in (("world (independent Euler)", sample_body_pose(rng, args.poses)),
                             ("parametric motions", motion_poses(rng, args.poses))):
         aa = torch.from_numpy(np.concatenate([orient[:, None], body_pose], 1)).float()
-        print(name, lift(body, axis_angle_to_rot6d(aa), args.steps, args.seed), flush=True)
-    print(machine())
+        result[name] = lift(body, axis_angle_to_rot6d(aa), args.steps, args.seed)
+        print(name, result[name], flush=True)
+    return {**result, "machine": machine()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    print(run(argv)["machine"])
     return 0
 
 

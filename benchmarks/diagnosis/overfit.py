@@ -14,16 +14,21 @@ its NLL term replaced by the squared 6D error. Config overrides (`model.regresso
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from core.cli import ArgumentParser, run_cli
+from train.data import TrainingExample, TrainingTargets
 from train.model import POSE_DIM, ProbabilisticHMR
-from train.objective import loss_terms, total
+from train.objective import loss_terms, total, training_forward
+from train.posterior import Hypotheses
 
 from .common import batch_of, config, crop_px, examples, gt_transl, machine, \
     translation_to_camera
@@ -42,28 +47,29 @@ class Features(nn.Module):
         return self.table if self.table is not None else self.cached
 
 
-def mode_error(out, batch: dict) -> tuple[float, float]:
+def mode_error(out: Hypotheses, targets: TrainingTargets) -> tuple[float, float]:
     """Mean |Δ| per coordinate (crop-normalised) and mean px (256 crop) of the mode's 24 joints."""
-    valid = batch["gt_body2d_valid"]
-    diff = (out.body2d[:, 0] - batch["gt_body2d"])[valid]
+    diff = (out.mode.body2d - targets.gt_body2d)[targets.gt_body2d_valid]
     return float(diff.abs().mean()), float(crop_px(diff.norm(dim=-1)).mean())
 
 
-def run(args) -> dict:
+def run(args: argparse.Namespace) -> dict:
+    """The overfit curve of `args` (flags of `parse`)."""
     cfg = config(args.overrides)
     torch.manual_seed(args.seed)
     data = examples(cfg, augment=False)
     counters = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))
     batch = batch_of(data, counters[:args.crops])
     if args.oracle_det:
-        batch["det_kp"] = torch.cat([batch["gt_coco"], torch.ones_like(batch["gt_coco"][..., :1])],
-                                    -1)
+        coco = batch.targets.gt_coco
+        det_kp = torch.cat([coco, torch.ones_like(coco[..., :1])], -1)
+        batch = batch._replace(inputs=batch.inputs._replace(det_kp=det_kp))
     model = ProbabilisticHMR(cfg, cfg.body.models)
     with torch.no_grad():
-        cached = model.backbone.eval()(batch["image"])
+        cached = model.backbone.eval()(batch.inputs.image)
     model.backbone = Features(cached, args.features)
     with torch.no_grad():
-        cond_dim = model.conditions(batch).shape[1]
+        cond_dim = model.conditions(batch.inputs).shape[1]
     direct = nn.Sequential(nn.Linear(cond_dim, 512), nn.ReLU(),
                            nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, POSE_DIM)) \
         if args.direct else None
@@ -72,15 +78,15 @@ def run(args) -> dict:
         with torch.no_grad():
             direct[-1].bias.copy_(torch.eye(3)[:2].flatten().repeat(22))
         model.direct = direct
-    cam_gt = translation_to_camera(gt_transl(data, batch), batch)
+    cam_gt = translation_to_camera(gt_transl(data, batch), batch.inputs)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     n = cfg.model.samples_train
     curve, start = [], time.time()
     for step in range(1, args.steps + 1):
         model.train()
-        out = forward(model, batch, n, cam_gt, args)
-        terms = loss_terms(out, batch, cfg)
+        out, log_prob = forward(model, batch, n, cam_gt, args, cfg)
+        terms = loss_terms(out, log_prob, batch.targets, cfg)
         loss = total(terms, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -88,7 +94,8 @@ def run(args) -> dict:
         if step % args.every == 0 or step == 1:
             model.eval()
             with torch.no_grad():
-                l1, px = mode_error(forward(model, batch, 2, cam_gt, args), batch)
+                l1, px = mode_error(forward(model, batch, 2, cam_gt, args, cfg)[0],
+                                    batch.targets)
                 betas = float(terms["betas"])
             curve.append({"step": step, "mode_l1": round(l1, 4), "mode_px256": round(px, 2),
                           "betas": round(betas, 2), "s/step": round((time.time() - start) / step,
@@ -97,26 +104,30 @@ def run(args) -> dict:
     return {"args": vars(args), "curve": curve, "machine": machine()}
 
 
-def forward(model: ProbabilisticHMR, batch: dict, n: int, cam_gt: torch.Tensor, args):
-    """The model's forward, with the --direct and --oracle-shape-camera substitutions."""
+def forward(model: ProbabilisticHMR, batch: TrainingExample, n: int, cam_gt: torch.Tensor,
+            args: argparse.Namespace, cfg: DictConfig) -> tuple[Hypotheses, torch.Tensor]:
+    """`train.objective.training_forward` (hypotheses, log p of the noised ground truth), with
+    the --direct and --oracle-shape-camera substitutions."""
     if not args.direct and not args.oracle_shape_camera:
-        return model(batch, n)
-    cond = model.conditions(batch)
+        return training_forward(model, batch, n, cfg)
+    posterior = model(batch.inputs)
     if args.direct:
-        pose = model.direct(cond)[:, None].expand(-1, 1 + n, -1)
+        pose = model.direct(posterior.condition)[:, None].expand(-1, 1 + n, -1)
+        pose = pose.unflatten(-1, (22, 6))
     else:
-        pose = model.flow.sample_with_mode(cond, n)
-    betas, cam = model.head(cond)
+        pose = posterior.mode_and_samples(n)
+    betas, cam = posterior.shape_camera()
     if args.oracle_shape_camera:
-        betas, cam = batch["gt_betas"], cam_gt
-    out = model.project(pose.unflatten(-1, (22, 6)), betas, cam, batch)
-    gt = batch["gt_pose6d"].flatten(1)
-    out.log_prob_gt = -(pose[:, 0] - gt).square().sum(-1) * 100 if args.direct else \
-        model.flow.log_prob(gt + model.nll_noise * torch.randn_like(gt), cond)
-    return out
+        betas, cam = batch.targets.gt_betas, cam_gt
+    out = model.project(pose, betas, cam, batch.inputs)
+    gt = batch.targets.gt_pose6d
+    log_prob = -(out.mode.pose6d - gt).square().flatten(1).sum(-1) * 100 if args.direct else \
+        posterior.log_prob(gt + cfg.losses.nll_noise * torch.randn_like(gt))
+    return out, log_prob
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags of the module doc."""
     parser = ArgumentParser(prog="python -m benchmarks.diagnosis.overfit", description=__doc__)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--every", type=int, default=100)
@@ -129,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--direct", action="store_true")
     parser.add_argument("--json", default=None, help="write the curve here")
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_intermixed_args(argv)
+    return parser.parse_intermixed_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
     result = run(args)
     if args.json:
         with open(args.json, "w") as f:
