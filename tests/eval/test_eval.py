@@ -93,7 +93,7 @@ def test_reference_checkpoint_evaluates_like_the_same_weights_of_ours(trained, t
     release's Lightning names give exactly the report of our own checkpoint."""
     from train.checkpoint import latest_checkpoint, read_checkpoint, run_dir
 
-    from .test_checkpoints_external import to_reference_names
+    from tests.train.test_checkpoints_external import to_reference_names
 
     ours = latest_checkpoint(run_dir(trained))
     model = ProbabilisticHMR(trained, trained.body.models)

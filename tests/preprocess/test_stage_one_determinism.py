@@ -137,9 +137,9 @@ def test_other_instruction_sets_and_threads_give_the_same_bytes(mixed, tmp_path,
             emulation["NPY_DISABLE_CPU_FEATURES"])
     env.update(emulation)
     store = Store.create(tmp_path / "other.zarr", rows, {"dataset": "determinism"}, ROWS, 150)
-    code = ("import sys; from tests.test_stage_one_determinism import compute, report, settings; "
-            "compute(sys.argv[1], sys.argv[2], settings(threads=int(sys.argv[3])), [0], "
-            "sys.argv[4]); print(report())")
+    code = ("import sys; from tests.preprocess.test_stage_one_determinism import compute, "
+            "report, settings; compute(sys.argv[1], sys.argv[2], "
+            "settings(threads=int(sys.argv[3])), [0], sys.argv[4]); print(report())")
     run = subprocess.run([sys.executable, "-c", code, str(store.path), str(root),
                           str(threads), str(tmp_path / "h.npy")],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True)
