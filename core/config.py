@@ -79,6 +79,37 @@ def _check_schemas(cfg: DictConfig, where: str) -> None:
             raise ConfigError(f"{where} key {section}.{missing[0]}: has no value")
 
 
+# Keys renamed or removed since runs first saved their configuration: a saved configuration (a
+# checkpoint's) is read through these tables. Renamed: old key -> (new key, value map).
+RENAMED_KEYS = {
+    "model.volume_preserving": ("model.coupling", lambda nice: "nice" if nice else "realnvp"),
+    "filter.visible_conf": ("conventions.visible_conf", None),
+    "losses.invisible_conf": ("conventions.visible_conf", None),
+    "eval.visible_conf": ("conventions.visible_conf", None),
+    "sampling.outside_mask_distance_px": ("conventions.inside_mask_px", None),
+}
+REMOVED_KEYS = ("body.smplx_num_betas", "body.body_joints", "detector")
+
+
+def upgrade_saved_config(saved: dict) -> dict:
+    """A saved configuration (plain dict) with today's key names: renamed keys moved, removed ones
+    dropped; the input is not changed."""
+    saved = OmegaConf.to_container(OmegaConf.create(saved))
+    for old, (new, convert) in RENAMED_KEYS.items():
+        section, key = old.split(".")
+        if key in saved.get(section, {}):
+            value = saved[section].pop(key)
+            new_section, new_key = new.split(".")
+            saved.setdefault(new_section, {})[new_key] = convert(value) if convert else value
+    for old in REMOVED_KEYS:
+        section, _, key = old.partition(".")
+        if key:
+            saved.get(section, {}).pop(key, None)
+        else:
+            saved.pop(section, None)
+    return saved
+
+
 def load_config(overrides: Sequence[str] = (), path: str | Path = DEFAULT_CONFIG) -> DictConfig:
     """The resolved configuration with its profile and `overrides` ("a.b=value") applied.
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from body.cameras import crop_normalize, intrinsics, perspective_projection, \
@@ -16,9 +17,10 @@ from body.fast_joints import FastJoints
 from body.joints import NUM_BODY_JOINTS_SMPLX, SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
 from body.models import load_smplx
 from body.rotations import rot6d_to_matrix
+from core.config import upgrade_saved_config
 
 from .backbones import TrainedBackbone, freeze, make_backbone
-from .checkpoint import read_checkpoint
+from .checkpoint import CheckpointError, read_checkpoint
 from .checkpoints_external import load_reference_checkpoint
 from .flow import make_flow
 from .inputs import ModelInput
@@ -133,8 +135,12 @@ def load_model(cfg: DictConfig, ckpt: Path) -> tuple[ProbabilisticHMR, DictConfi
     state = read_checkpoint(ckpt)
     # the checkpoint's configuration over today's defaults: keys added since it was trained
     # take their default (the old behaviour)
-    trained = OmegaConf.merge(cfg, OmegaConf.create(state["config"]),
-                              {"body": {"models": cfg.body.models}})
+    try:
+        trained = OmegaConf.merge(cfg, OmegaConf.create(upgrade_saved_config(state["config"])),
+                                  {"body": {"models": cfg.body.models}})
+    except OmegaConfBaseException as err:
+        raise CheckpointError(f"{ckpt}: its saved configuration does not fit this code: "
+                              f"{str(err).splitlines()[0]}") from err
     model = ProbabilisticHMR(trained, cfg.body.models)
     model.load_state_dict(state["model"])
     return model, trained, ckpt.parent.parent.name

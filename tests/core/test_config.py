@@ -142,3 +142,18 @@ def test_coupling_and_one_name_per_shared_constant():
                  "sampling.outside_mask_distance_px"):
         section, key = dead.split(".")
         assert key not in cfg[section], dead
+
+
+def test_saved_configurations_are_read_under_todays_key_names():
+    from core.config import upgrade_saved_config
+
+    old = {"model": {"volume_preserving": True, "flow_blocks": 8},
+           "losses": {"invisible_conf": 0.4}, "sampling": {"outside_mask_distance_px": 0.7},
+           "body": {"smplx_num_betas": 11, "models": "x"}, "detector": {"input_hw": [256, 192]}}
+    new = upgrade_saved_config(old)
+    assert new == {"model": {"coupling": "nice", "flow_blocks": 8}, "losses": {},
+                   "sampling": {}, "body": {"models": "x"},
+                   "conventions": {"visible_conf": 0.4, "inside_mask_px": 0.7}}
+    assert old["model"]["volume_preserving"] is True  # the input is left alone
+    assert upgrade_saved_config({"model": {"volume_preserving": False}})["model"] == {
+        "coupling": "realnvp"}

@@ -210,3 +210,26 @@ def test_pve_curve_subset_is_seeded_random_and_reuses_the_main_hypotheses(traine
     assert curve.shape == (5, 20)
     torch.testing.assert_close(curve[:, :6], main[picked])  # the main table's hypotheses
     assert (curve[:, 6:] != curve[:, :1]).any()  # then new draws
+
+
+def test_old_key_names_in_a_checkpoint_load_and_an_unknown_key_is_refused(trained, tmp_path):
+    """Runs trained before the keys were renamed (model.volume_preserving, losses.invisible_conf,
+    …) still evaluate; a saved key this code has no place for is one CheckpointError line."""
+    from eval.run import resolve_checkpoint
+    from train.checkpoint import CheckpointError, read_checkpoint
+    from train.model import load_model
+
+    state = read_checkpoint(resolve_checkpoint(trained, None))
+    old = state["config"]
+    old["model"]["volume_preserving"] = old["model"].pop("coupling") == "nice"
+    old["losses"]["invisible_conf"] = old["conventions"]["visible_conf"]
+    old["body"]["smplx_num_betas"] = 11
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(state, tmp_path / "checkpoints" / "step_00000001.pt")
+    model, cfg, _ = load_model(trained, tmp_path / "checkpoints" / "step_00000001.pt")
+    assert cfg.model.coupling == "realnvp" and "invisible_conf" not in cfg.losses
+    old["model"]["flow_blok"] = 3
+    torch.save(state, tmp_path / "checkpoints" / "step_00000002.pt")
+    with pytest.raises(CheckpointError, match="step_00000002.pt: its saved configuration") as err:
+        load_model(trained, tmp_path / "checkpoints" / "step_00000002.pt")
+    assert "\n" not in str(err.value)
