@@ -63,13 +63,13 @@ def _subnet_apply(subnet: nn.Sequential, u: Tensor, c: Tensor | None) -> Tensor:
     computed once per row of c and broadcast over its m rows of u.
     """
     first = subnet[0]
-    n = u.shape[1]
-    h = F.linear(u, first.weight[:, :n])
     if c is None:
-        h = h + first.bias
+        h = first(u)
     else:
-        shared = F.linear(c, first.weight[:, n:], first.bias)  # (B, hidden)
-        h = (h.unflatten(0, (c.shape[0], -1)) + shared[:, None]).flatten(0, 1)
+        # one split (its backward is a concatenation, no zero-filled gradient per slice)
+        w_u, w_c = first.weight.split([u.shape[1], c.shape[1]], dim=1)
+        shared = F.linear(c, w_c, first.bias)  # (B, hidden)
+        h = (F.linear(u, w_u).unflatten(0, (c.shape[0], -1)) + shared[:, None]).flatten(0, 1)
     for layer in subnet[1:]:
         h = layer(h)
     return h
