@@ -86,10 +86,27 @@ def bench_train_step(body_models: Path, batch: int = 64, repeats: int = 2) -> di
             "data_s": "see data_path_examples_per_s (DataLoader workers overlap the step)"}
 
 
-def bench_synthetic_steps(body_models: Path, steps: int = 15) -> dict:
+def bench_synthetic_steps(body_models: Path, steps: int = 10) -> dict:
     """Steps/s of one synthetic-profile training step (batch `train.batch_size` × (1 + 25)
     hypotheses, full loss, backward, AdamW; data loading excluded): the median of `steps` timed
-    steps after two untimed ones, with the machine's load beside it."""
+    steps after two untimed ones at torch's thread count, and the same at one thread (on a
+    shared machine intra-op threads can cost far more than they give, docs/diagnosis.md §4),
+    with the machine's load beside them."""
+    threads = torch.get_num_threads()
+    try:
+        default = _synthetic_step_s(body_models, steps)
+        torch.set_num_threads(1)
+        single = _synthetic_step_s(body_models, steps)
+    finally:
+        torch.set_num_threads(threads)
+    return {"value": round(1 / default, 2), "unit": "steps/s", "threads": threads,
+            "steps_per_s_1_thread": round(1 / single, 2),
+            "batch": "train.batch_size x (1 + model.samples_train) (synthetic profile)",
+            "step_s (median)": round(default, 4), "load_1min": round(os.getloadavg()[0], 2)}
+
+
+def _synthetic_step_s(body_models: Path, steps: int) -> float:
+    """Median seconds of a synthetic-profile training step (`bench_synthetic_steps`)."""
     cfg = load_config(["profile=synthetic", f"body.models={body_models}"])
     torch.manual_seed(0)
     model = ProbabilisticHMR(cfg, cfg.body.models).train()
@@ -104,12 +121,8 @@ def bench_synthetic_steps(body_models: Path, steps: int = 15) -> dict:
         opt.step()
 
     times = []
-    for i in range(steps + 2):
+    for _ in range(steps + 2):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    median = statistics.median(times[2:])
-    return {"value": round(1 / median, 2), "unit": "steps/s",
-            "batch": f"{cfg.train.batch_size} x {1 + cfg.model.samples_train}",
-            "step_s (median)": round(median, 4), "threads": torch.get_num_threads(),
-            "load_1min": round(os.getloadavg()[0], 2)}
+    return statistics.median(times[2:])
