@@ -18,7 +18,7 @@ from .fast_joints import bench_fast_joints
 from .mask_loss import bench_mask_loss_memory
 from .postprocess import bench_postprocess
 from .report import write_report
-from .train_step import bench_train_step
+from .train_step import bench_synthetic_steps, bench_train_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                    **bench_postprocess(models)}  # postprocess_crops_per_s, sample_bytes_per_crop
         figures["data_path_examples_per_s"] = bench_data_path(models)
         figures["train_step_vs_flow"] = bench_train_step(models)
+        figures["synthetic_train_steps_per_s"] = bench_synthetic_steps(models)
         figures["mask_loss_peak_memory"] = bench_mask_loss_memory()
     json_path, table = write_report(Path(args.out), figures)
     print(table.read_text())

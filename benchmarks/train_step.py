@@ -6,6 +6,9 @@ trained weights (a cache of them is a drop-in) and HRNet-W48 on a CPU would swam
 figure; the breakdown with it is in the details."""
 from __future__ import annotations
 
+import os
+import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -81,3 +84,45 @@ def bench_train_step(body_models: Path, batch: int = 64, repeats: int = 2) -> di
             "flow_fwd_bwd_s": round(t_flow, 3), "body_and_camera_s": round(t_body, 4),
             "losses_s": round(t_loss, 4),
             "data_s": "see data_path_examples_per_s (DataLoader workers overlap the step)"}
+
+
+def bench_synthetic_steps(body_models: Path, steps: int = 10) -> dict:
+    """Steps/s of one synthetic-profile training step (batch `train.batch_size` × (1 + 25)
+    hypotheses, full loss, backward, AdamW; data loading excluded): the median of `steps` timed
+    steps after two untimed ones at torch's thread count, and the same at one thread (on a
+    shared machine intra-op threads can cost far more than they give, docs/diagnosis.md §4),
+    with the machine's load beside them."""
+    threads = torch.get_num_threads()
+    try:
+        default = _synthetic_step_s(body_models, steps)
+        torch.set_num_threads(1)
+        single = _synthetic_step_s(body_models, steps)
+    finally:
+        torch.set_num_threads(threads)
+    return {"value": round(1 / default, 2), "unit": "steps/s", "threads": threads,
+            "steps_per_s_1_thread": round(1 / single, 2),
+            "batch": "train.batch_size x (1 + model.samples_train) (synthetic profile)",
+            "step_s (median)": round(default, 4), "load_1min": round(os.getloadavg()[0], 2)}
+
+
+def _synthetic_step_s(body_models: Path, steps: int) -> float:
+    """Median seconds of a synthetic-profile training step (`bench_synthetic_steps`)."""
+    cfg = load_config(["profile=synthetic", f"body.models={body_models}"])
+    torch.manual_seed(0)
+    model = ProbabilisticHMR(cfg, cfg.body.models).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    data = _batch(cfg.train.batch_size, cfg.model.crop_size)
+
+    def step() -> None:
+        out, log_prob = training_forward(model, data, cfg.model.samples_train, cfg)
+        loss = total(loss_terms(out, log_prob, data.targets, cfg), cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    times = []
+    for _ in range(steps + 2):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[2:])

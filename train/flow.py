@@ -19,6 +19,12 @@ state_dict layout, built by `make_flow`.
 Initialisation: PyTorch's default for every Linear, with the weights of each subnet's last
 Linear scaled by 0.01, so every block starts close to a pure shift (s ≈ 0) and training starts
 stable; the biases keep their default.
+
+Per-image condition: a subnet's first Linear on [u, c] is evaluated as W_u·u + (W_c·c + b),
+the two column blocks of the same weight, so the flow accepts one condition row per image for
+m rows of x each (rows b·m … b·m + m − 1 share condition b) and projects the condition once per
+image instead of once per hypothesis (docs/diagnosis.md §4). Mathematically the concatenated
+form; only the floating-point summation order differs.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import math
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 ATAN_SCALE = 0.636  # FrEIA's literal stand-in for 2/π, kept for bit-compatibility
 LAST_LAYER_GAIN = 0.01  # scale of the subnets' last-layer weights at initialisation
@@ -49,8 +56,30 @@ def _subnet(dim_in: int, dim_out: int, hidden: int, dropout: float) -> nn.Sequen
     return net
 
 
-def _with_condition(u: Tensor, c: Tensor | None) -> Tensor:
-    return u if c is None else torch.cat([u, c], dim=1)
+def _subnet_apply(subnet: nn.Sequential, u: Tensor, c: Tensor | None) -> Tensor:
+    """subnet([u, c]) for u (B·m, n) and c (B, cond) shared by m consecutive rows (or None).
+
+    The first Linear is split by columns: W[:, :n]·u + (W[:, n:]·c + b), the condition's part
+    computed once per row of c and broadcast over its m rows of u.
+    """
+    first = subnet[0]
+    if c is None:
+        h = first(u)
+    else:
+        # one split (its backward is a concatenation, no zero-filled gradient per slice)
+        w_u, w_c = first.weight.split([u.shape[1], c.shape[1]], dim=1)
+        shared = F.linear(c, w_c, first.bias)  # (B, hidden)
+        h = (F.linear(u, w_u).unflatten(0, (c.shape[0], -1)) + shared[:, None]).flatten(0, 1)
+    for layer in subnet[1:]:
+        h = layer(h)
+    return h
+
+
+def _rows_per_condition(x: Tensor, c: Tensor | None) -> None:
+    """Refuse a condition whose rows do not divide the rows of x evenly."""
+    if c is not None and (c.shape[0] == 0 or x.shape[0] % c.shape[0]):
+        raise ValueError(f"the flow needs B conditions for B·m rows of x, got {c.shape[0]} "
+                         f"conditions for {x.shape[0]} rows")
 
 
 class CouplingBlock(nn.Module):
@@ -78,14 +107,17 @@ class CouplingBlock(nn.Module):
     def _coefficients(self, subnet: nn.Sequential, u: Tensor, c: Tensor | None,
                       n: int) -> tuple[Tensor | None, Tensor]:
         """(e(s), t) for a half of `n` entries from the passive half u; s is None when additive."""
-        a = subnet(_with_condition(u, c))
+        a = _subnet_apply(subnet, u, c)
         if self.volume_preserving:
             return None, a
         return soft_clamp(a[:, :n], self.clamp), a[:, n:]
 
     def forward(self, x: Tensor, c: Tensor | None = None,
                 rev: bool = False) -> tuple[Tensor, Tensor]:
-        """(y, log|det ∂y/∂x|) of shape ((B, dim), (B,)); `rev=True` applies the exact inverse."""
+        """(y, log|det ∂y/∂x|) of shape ((R, dim), (R,)); `rev=True` applies the exact inverse.
+
+        c: (R, cond_dim), or (B, cond_dim) shared by R / B consecutive rows of x each.
+        """
         x1, x2 = torch.split(x, [self.len1, self.len2], dim=1)
         if not rev:
             s2, t2 = self._coefficients(self.subnet2, x2, c, self.len1)
@@ -167,7 +199,9 @@ class ConditionalFlow(nn.Module):
         self.module_list = nn.ModuleList(modules)
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """z = f(x | c) and log|det ∂z/∂x|, shapes (B, dim), (B,)."""
+        """z = f(x | c) and log|det ∂z/∂x|, shapes (R, dim), (R,); c (R, cond_dim) or one row
+        per R / B consecutive rows of x (module docstring)."""
+        _rows_per_condition(x, c)
         log_det = x.new_zeros(x.shape[0])
         for module in self.module_list:
             x, ld = module(x, c)
@@ -175,7 +209,8 @@ class ConditionalFlow(nn.Module):
         return x, log_det
 
     def inverse(self, z: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """x = f⁻¹(z | c) and log|det ∂x/∂z|, shapes (B, dim), (B,)."""
+        """x = f⁻¹(z | c) and log|det ∂x/∂z|, shapes (R, dim), (R,); c as in `forward`."""
+        _rows_per_condition(z, c)
         log_det = z.new_zeros(z.shape[0])
         for module in reversed(self.module_list):
             z, ld = module(z, c, rev=True)
@@ -194,9 +229,10 @@ class ConditionalFlow(nn.Module):
                            dtype=c.dtype)
 
     def _decode(self, z: Tensor, c: Tensor) -> Tensor:
-        """f⁻¹ of latents z (B, m, dim) for conditions c (B, cond_dim): one (B·m) batched pass."""
+        """f⁻¹ of latents z (B, m, dim) for conditions c (B, cond_dim): one (B·m) batched pass,
+        each condition projected once for its m latents."""
         b, m, _ = z.shape
-        x, _ = self.inverse(z.reshape(b * m, self.dim), c.repeat_interleave(m, dim=0))
+        x, _ = self.inverse(z.reshape(b * m, self.dim), c)
         return x.reshape(b, m, self.dim)
 
     def sample(self, c: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:

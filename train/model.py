@@ -91,8 +91,10 @@ class ProbabilisticHMR(nn.Module):
 
     def conditions(self, inputs: ModelInput) -> torch.Tensor:
         """The condition c = [c_I, c_P, c_B] with the parts the Table 3 switches keep; the flow
-        and the shape/camera head both read it (the ProHMR row: image features only)."""
-        parts = [self.backbone(inputs.image)]
+        and the shape/camera head both read it (the ProHMR row: image features only). The crop
+        goes to the backbone channels-last, the faster layout of CPU convolutions
+        (docs/diagnosis.md §4; the same values up to float rounding)."""
+        parts = [self.backbone(inputs.image.contiguous(memory_format=torch.channels_last))]
         if self.pose_condition is not None:
             parts.append(self.pose_condition(inputs.det_kp))
         if self.use_bbox_condition:
