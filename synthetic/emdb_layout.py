@@ -1,7 +1,8 @@
 """The synthetic test set in the EMDB layout (docs/formats.md, docs/synthetic_world.md).
 
-A sequence follows one gendered SMPL subject through smoothly interpolated poses along a straight
-path (sometimes out of view or behind an object), with an optional second person walking past.
+A sequence follows one gendered SMPL subject through a motion sequence of the test split
+(synthetic/motions.py) along a straight path (sometimes out of view or behind an object), with an
+optional second person passing by.
 """
 from __future__ import annotations
 

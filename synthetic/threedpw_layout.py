@@ -1,11 +1,12 @@
 """The synthetic 3DPW layout (readers/threedpw.py, docs/formats.md "3DPW").
 
 A sequence follows 1–2 gendered SMPL actors (two in every even-numbered sequence) through
-slerped key poses along straight image-space paths, filmed by a slowly panning, drifting camera
-(per-frame world→camera `cam_poses`, 3DPW-like intrinsics fx ≈ 1.02·H). The SMPL parameters are
-written in the world frame through each frame's extrinsic (people.world_from_camera: pelvis
-offset). `campose_valid` is False where an actor's pelvis leaves the image and on one short
-random stretch per actor. `poses2d` holds the projected ground-truth OpenPose-18 joints
+motion sequences (synthetic/motions.py) along straight image-space paths, filmed by a slowly
+panning, drifting camera (per-frame world→camera `cam_poses`, 3DPW-like intrinsics
+fx ≈ 1.02·H). The SMPL parameters are written in the world frame through each frame's extrinsic
+(people.world_from_camera: pelvis offset). `campose_valid` is False where an actor's pelvis
+leaves the image and on one short random stretch per actor. `poses2d` holds the projected
+ground-truth OpenPose-18 joints
 (confidence 1 in the image, 0 outside); the real files hold OpenPose detections there.
 
     <root>/sequenceFiles/<split>/<seq>.pkl    protocol-2 pickles (load with encoding="latin1")
