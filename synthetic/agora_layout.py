@@ -12,6 +12,7 @@ pure red background (grey value 76, AGORA's) and white people; plus the scene si
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -22,6 +23,7 @@ from body.joints import SMPLX_TO_COCO17
 from body.models import load_smplx
 
 from .bedlam_layout import BedlamSequenceWriter, write_labels
+from .motions import PoseModel, default_pose_models
 from .scene import BodyTopology
 
 MASK_BACKGROUND_BGR = (0, 0, 255)  # pure red: grey 76 when decoded as grey (0.299 · 255)
@@ -51,10 +53,12 @@ class AgoraSequenceWriter(BedlamSequenceWriter):
     """Writes whole AGORA-layout sequences; holds the 10-beta body model (one per process).
     Same call as the BEDLAM writer: (seed, folder, seq) → label rows of the sequence."""
 
-    def __init__(self, body_models: Path, root: Path, cfg) -> None:  # not the 11-beta model
+    def __init__(self, body_models: Path, root: Path, cfg,
+                 poses: Mapping[str, PoseModel] | None = None) -> None:  # not the 11-beta model
         self.model = load_smplx(body_models, num_betas=NUM_BETAS)
         self.topology = BodyTopology.from_model(self.model, SMPLX_TO_COCO17)
         self.root, self.cfg = Path(root), cfg
+        self.poses = (poses or default_pose_models())["train"]
 
     def __call__(self, seed: int, folder: str, seq: int) -> dict[str, list]:
         rows = super().__call__(seed, folder, seq)

@@ -5,6 +5,7 @@ person masks (people dark, environment white); the simulated detector's scene si
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,7 @@ from core.durable import save_npz_replacing
 from core.seeding import rng_for
 
 from .cameras import random_extrinsic, random_intrinsics
+from .motions import PoseModel, default_pose_models
 from .people import make_people, sample_people, world_from_camera
 from .scene import BodyTopology, Occluder, occluder_in_front, render_scene
 
@@ -31,12 +33,15 @@ def image_name(seq: int, frame: int) -> str:
 
 
 class BedlamSequenceWriter:
-    """Writes whole sequences; holds the body model (one per process)."""
+    """Writes whole sequences; holds the body model (one per process). Poses: the "train"
+    model of `poses` (motions.pose_models; pipelines.yaml's by default)."""
 
-    def __init__(self, body_models: Path, root: Path, cfg) -> None:
+    def __init__(self, body_models: Path, root: Path, cfg,
+                 poses: Mapping[str, PoseModel] | None = None) -> None:
         self.model = load_smplx(body_models)
         self.topology = BodyTopology.from_model(self.model, SMPLX_TO_COCO17)
         self.root, self.cfg = Path(root), cfg
+        self.poses = (poses or default_pose_models())["train"]
 
     def __call__(self, seed: int, folder: str, seq: int) -> dict[str, list]:
         cfg, rng = self.cfg, rng_for(seed, "bedlam", folder, seq)
@@ -46,7 +51,7 @@ class BedlamSequenceWriter:
         for frame in range(cfg.frames_per_sequence):
             n = int(rng.integers(cfg.people[0], cfg.people[1] + 1))
             params = sample_people(rng, self.model, n, k_matrix, width, height,
-                                   tuple(cfg.depth_range))
+                                   tuple(cfg.depth_range), self.poses)
             people = make_people(rng, self.model, self.topology, params)
             occluders: list[Occluder] = []
             if rng.uniform() < cfg.occluder_p:

@@ -1,11 +1,13 @@
 """The synthetic test set in the EMDB layout (docs/formats.md, docs/synthetic_world.md).
 
-A sequence follows one gendered SMPL subject through smoothly interpolated poses along a straight
-path (sometimes out of view or behind an object), with an optional second person walking past.
+A sequence follows one gendered SMPL subject through a motion sequence of the test split
+(synthetic/motions.py) along a straight path (sometimes out of view or behind an object), with an
+optional second person passing by.
 """
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -19,7 +21,8 @@ from core.seeding import rng_for
 from .cameras import random_extrinsic, random_intrinsics
 from .people import BodyParams, make_people, rest_pelvis, world_from_camera
 from .sidecar import OUTSIDE_IMAGE
-from .poses import interpolate_poses, sample_body_pose, upright_orientation
+from .motions import PoseModel, default_pose_models
+from .poses import interpolate_poses, upright_orientation
 from .scene import BodyTopology, occluder_in_front, render_scene
 
 
@@ -28,10 +31,10 @@ def sequence_path(root: Path, subject: int, seq: str) -> Path:
 
 
 def _trajectory(rng, model, n_frames: int, betas: np.ndarray, k_matrix: np.ndarray,
-                width: int, height: int, depth_range) -> BodyParams:
-    """A person moving along a straight image-space path through smooth random poses."""
+                width: int, height: int, depth_range, poses: PoseModel) -> BodyParams:
+    """A person moving along a straight image-space path through the poses of a sequence."""
     n_keys = max(2, n_frames // 12)
-    body = interpolate_poses(sample_body_pose(rng, n_keys), n_frames)
+    body = poses.sequence(rng, n_frames)
     orient = interpolate_poses(upright_orientation(rng, n_keys, max_tilt=0.08)[:, None],
                                n_frames)[:, 0]
     t = np.linspace(0, 1, n_frames)[:, None]
@@ -47,15 +50,18 @@ def _trajectory(rng, model, n_frames: int, betas: np.ndarray, k_matrix: np.ndarr
 
 
 class EmdbSequenceWriter:
-    """Writes whole EMDB-layout sequences; holds the body models (one per process)."""
+    """Writes whole EMDB-layout sequences; holds the body models (one per process). Poses: the
+    "test" model of `poses` (motions.pose_models; pipelines.yaml's by default)."""
 
-    def __init__(self, body_models: Path, root: Path, cfg) -> None:
+    def __init__(self, body_models: Path, root: Path, cfg,
+                 poses: Mapping[str, PoseModel] | None = None) -> None:
         self.smpl = {g: load_smpl(body_models, g) for g in ("male", "female")}
         self.topology = {g: BodyTopology.from_model(m, SMPL_TO_COCO17)
                          for g, m in self.smpl.items()}
         self.other = load_smplx(body_models)
         self.other_topology = BodyTopology.from_model(self.other, SMPLX_TO_COCO17)
         self.root, self.cfg = Path(root), cfg
+        self.poses = (poses or default_pose_models())["test"]
 
     def __call__(self, seed: int, subject: int, index: int) -> Path:
         cfg, rng = self.cfg, rng_for(seed, "emdb", subject, index)
@@ -65,9 +71,10 @@ class EmdbSequenceWriter:
         model, topology = self.smpl[gender], self.topology[gender]
         k_matrix, cam_ext = random_intrinsics(rng, width, height), random_extrinsic(rng)
         depth = tuple(cfg.depth_range)
-        subj = _trajectory(rng, model, n, rng.normal(0, 1, 10), k_matrix, width, height, depth)
+        subj = _trajectory(rng, model, n, rng.normal(0, 1, 10), k_matrix, width, height, depth,
+                           self.poses)
         walker = (_trajectory(rng, self.other, n, rng.normal(0, 1, 11), k_matrix, width, height,
-                              depth) if rng.uniform() < cfg.second_person_p else None)
+                              depth, self.poses) if rng.uniform() < cfg.second_person_p else None)
         people_rng = rng_for(seed, "emdb-colours", subject, index)
         subject_people = make_people(people_rng, model, topology, subj)
         walkers = make_people(people_rng, self.other, self.other_topology, walker) if walker else []

@@ -9,7 +9,8 @@ import torch
 from body import frames
 from body.rotations import axis_angle_to_matrix
 
-from .poses import sample_body_pose, upright_orientation
+from .motions import PoseModel
+from .poses import upright_orientation
 from .scene import BodyTopology, Person, person_colors, skin_parts
 
 
@@ -44,10 +45,10 @@ def pose_people(model: torch.nn.Module, params: BodyParams) -> tuple[np.ndarray,
 
 
 def sample_people(rng: np.random.Generator, model: torch.nn.Module, n: int, k_matrix: np.ndarray,
-                  width: int, height: int, depth_range: tuple[float, float],
+                  width: int, height: int, depth_range: tuple[float, float], poses: PoseModel,
                   betas_std: float = 1.0) -> BodyParams:
     """n people at random depths, their pelvis at random pixels (some near or past the border,
-    so bodies get truncated), in random plausible poses and shapes."""
+    so bodies get truncated), in poses of `poses` and random shapes."""
     n_betas = model.num_betas
     betas = np.clip(rng.normal(0, betas_std, (n, n_betas)), -2.5, 2.5)
     depth = rng.uniform(*depth_range, n)
@@ -56,7 +57,7 @@ def sample_people(rng: np.random.Generator, model: torch.nn.Module, n: int, k_ma
     f, cx, cy = k_matrix[0, 0], k_matrix[0, 2], k_matrix[1, 2]
     pelvis = np.stack([(u - cx) * depth / f, (v - cy) * depth / f, depth], 1)
     transl = pelvis - rest_pelvis(model, betas)
-    return BodyParams(upright_orientation(rng, n), sample_body_pose(rng, n), betas, transl)
+    return BodyParams(upright_orientation(rng, n), poses.images(rng, n), betas, transl)
 
 
 def make_people(rng: np.random.Generator, model: torch.nn.Module, topology: BodyTopology,

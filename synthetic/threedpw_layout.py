@@ -1,11 +1,12 @@
 """The synthetic 3DPW layout (readers/threedpw.py, docs/formats.md "3DPW").
 
 A sequence follows 1–2 gendered SMPL actors (two in every even-numbered sequence) through
-slerped key poses along straight image-space paths, filmed by a slowly panning, drifting camera
-(per-frame world→camera `cam_poses`, 3DPW-like intrinsics fx ≈ 1.02·H). The SMPL parameters are
-written in the world frame through each frame's extrinsic (people.world_from_camera: pelvis
-offset). `campose_valid` is False where an actor's pelvis leaves the image and on one short
-random stretch per actor. `poses2d` holds the projected ground-truth OpenPose-18 joints
+motion sequences (synthetic/motions.py) along straight image-space paths, filmed by a slowly
+panning, drifting camera (per-frame world→camera `cam_poses`, 3DPW-like intrinsics
+fx ≈ 1.02·H). The SMPL parameters are written in the world frame through each frame's extrinsic
+(people.world_from_camera: pelvis offset). `campose_valid` is False where an actor's pelvis
+leaves the image and on one short random stretch per actor. `poses2d` holds the projected
+ground-truth OpenPose-18 joints
 (confidence 1 in the image, 0 outside); the real files hold OpenPose detections there.
 
     <root>/sequenceFiles/<split>/<seq>.pkl    protocol-2 pickles (load with encoding="latin1")
@@ -17,6 +18,7 @@ random stretch per actor. `poses2d` holds the projected ground-truth OpenPose-18
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from core.seeding import rng_for
 
 from .cameras import random_extrinsic
 from .emdb_layout import _trajectory
+from .motions import PoseModel, default_pose_models
 from .people import BodyParams, make_people, rest_pelvis, world_from_camera
 from .scene import BodyTopology, render_scene
 
@@ -86,14 +89,18 @@ def _world(model, params: BodyParams, ext: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 class ThreeDPWSequenceWriter:
-    """Writes whole 3DPW-layout sequences; holds the body models (one per process)."""
+    """Writes whole 3DPW-layout sequences; holds the body models (one per process). Poses: the
+    model of the sequence's split in `poses` (motions.pose_models; pipelines.yaml's by
+    default)."""
 
-    def __init__(self, body_models: Path, root: Path, cfg) -> None:
+    def __init__(self, body_models: Path, root: Path, cfg,
+                 poses: Mapping[str, PoseModel] | None = None) -> None:
         self.smpl = {g: load_smpl(body_models, g) for g in GENDER_CODES}
         self.topology = {g: BodyTopology.from_model(m, SMPL_TO_COCO17)
                          for g, m in self.smpl.items()}
         self.smplx = load_smplx(body_models)
         self.root, self.cfg = Path(root), cfg
+        self.poses = poses or default_pose_models()
 
     def __call__(self, seed: int, split: str, index: int) -> SequenceResult:
         cfg, rng = self.cfg, rng_for(seed, "3dpw", split, index)
@@ -103,7 +110,9 @@ class ThreeDPWSequenceWriter:
         genders = ["male" if rng.uniform() < 0.5 else "female"
                    for _ in range(2 if index % 2 == 0 else 1)]
         actors = [_trajectory(rng, self.smpl[g], n, np.clip(rng.normal(0, 1, 10), -2.5, 2.5),
-                              k_matrix, width, height, tuple(cfg.depth_range)) for g in genders]
+                              k_matrix, width, height, tuple(cfg.depth_range),
+                              self.poses["test" if split == "test" else "train"])
+                  for g in genders]
         colour_rng = rng_for(seed, "3dpw-colours", split, index)
         people = []
         for g, params in zip(genders, actors):

@@ -16,15 +16,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from core.safe_pickle import load_pickle
 from synthetic.body_models import write_synthetic_body_models
 
 from .agora_layout import AgoraSequenceWriter
 from .bedlam_layout import BedlamSequenceWriter, write_labels
 from .emdb_layout import EmdbSequenceWriter
+from .motions import pose_models
+from .sidecar import OBJECT_OCCLUDED, OUTSIDE_IMAGE, PERSON_OCCLUDED, SELF_OCCLUDED, \
+    VISIBLE, Scene, sidecar_path
 from .threedpw_layout import ThreeDPWSequenceWriter, write_smplx_fits
 
 LABEL_LAYOUTS = ("bedlam", "agora")  # one label file per folder, merged from the sequences
@@ -63,7 +68,7 @@ def _init_worker(body_models: str, root: str, cfg: dict) -> None:
     torch.set_num_threads(1)
     _WORKER.clear()
     _WORKER.update(body_models=Path(body_models), root=Path(root), cfg=OmegaConf.create(cfg),
-                   writers={})
+                   poses=pose_models(cfg), writers={})
 
 
 def _run(task: tuple) -> tuple:
@@ -72,7 +77,7 @@ def _run(task: tuple) -> tuple:
     if kind not in writers:
         cls, directory, section = LAYOUTS[kind]
         writers[kind] = cls(_WORKER["body_models"], _WORKER["root"] / directory,
-                            _WORKER["cfg"][section])
+                            _WORKER["cfg"][section], _WORKER["poses"])
     return task, writers[kind](*args)
 
 
@@ -102,6 +107,7 @@ def generate_world(cfg: DictConfig, body_models: str | Path, workers: int | None
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
+    pose_models(plain)  # a bad `poses` or motion name fails here, before any work
     tasks = list(_tasks(cfg))
     rows = {layout: {folder: [None] * cfg[layout].sequences_per_folder
                      for folder in cfg[layout].folders} for layout in LABEL_LAYOUTS}
@@ -130,11 +136,38 @@ def generate_world(cfg: DictConfig, body_models: str | Path, workers: int | None
                 "emdb_sequences": len(list((tmp / "emdb").glob("P*/*/P*_data.pkl"))),
                 "3dpw_sequences": {split: sum(r.split == split for r in sequences_3dpw)
                                    for split in cfg.threedpw.splits},
+                "statistics": scene_statistics(tmp),
                 "seconds": round(time.perf_counter() - start, 1), "synthetic": True}
     (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     return root
+
+
+_STATES = {"self": SELF_OCCLUDED, "person": PERSON_OCCLUDED, "object": OBJECT_OCCLUDED,
+           "outside": OUTSIDE_IMAGE}
+
+
+def scene_statistics(root: str | Path) -> dict:
+    """How hard the world is, from the scene side-cars: the test joints (the EMDB subject's COCO
+    joints in the good frames of the emdb1 sequences: the synthetic-test split) hidden in total
+    and per cause, and the people per training image (BEDLAM layout)."""
+    root = Path(root)
+    states = []
+    for path in sorted(root.glob("emdb/P*/*/P*_data.pkl")):
+        data = load_pickle(path)
+        if data["emdb1"]:
+            for frame in np.flatnonzero(data["good_frames_mask"]):
+                image = path.parent / "images" / f"{frame:05d}.jpg"
+                states.append(Scene.load(sidecar_path(image)).coco_state[0])
+    states = np.array(states).reshape(-1)
+    people = [Scene.load(p).num_people
+              for p in sorted(root.glob("bedlam/images/*/png/*/*.synthetic_scene.npz"))]
+    share = (lambda mask: round(float(mask.mean()), 4) if len(states) else None)
+    return {"test_joints": int(len(states)), "test_occluded": share(states != VISIBLE),
+            **{f"test_{name}": share(states == value) for name, value in _STATES.items()},
+            "train_people_per_image": [min(people, default=0), max(people, default=0)],
+            "train_images": len(people)}
 
 
 def is_complete(root: str | Path) -> bool:
@@ -152,4 +185,13 @@ def summary(root: Path) -> str:
     return (f"synthetic world at {root}: {n_rows} training rows (BEDLAM layout, "
             f"{len(info['bedlam_rows'])} folders), {info['emdb_sequences']} EMDB-layout "
             f"sequences, {sum(info.get('agora_rows', {}).values())} AGORA-layout rows, 3DPW-layout "
-            f"sequences {pw3d}; generated in {info['seconds']} s")
+            f"sequences {pw3d}; {_hardness(info.get('statistics'))}generated in "
+            f"{info['seconds']} s")
+
+
+def _hardness(stats: dict | None) -> str:
+    if not stats or stats["test_occluded"] is None:
+        return ""
+    causes = ", ".join(f"{name} {100 * stats[f'test_{name}']:.1f}" for name in _STATES)
+    return (f"{100 * stats['test_occluded']:.1f} % of {stats['test_joints']} test joints "
+            f"occluded ({causes}); ")
