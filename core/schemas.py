@@ -34,7 +34,7 @@ class ModelSchema:
     flow_hidden: int = _field(at_least(1))
     flow_dropout: float = _field(between(0, 1, high_open=True))
     soft_clamp: float = _field(above(0))
-    coupling: str = _field(one_of("realnvp", "nice"), "realnvp")
+    coupling: str = _field(one_of("realnvp", "nice"))
     regressor_hidden: int = _field(at_least(1))
     regressor_iterations: int = _field(at_least(1))
     regressor_dropout: float = _field(between(0, 1, high_open=True))
