@@ -101,6 +101,14 @@ RANGES: dict[str, Rule] = {
     "train.log_every": at_least(1),
     "train.image_every": at_least(1),
     "ablation.jobs": at_least(1),
+    "train.lr_schedule": one_of("constant", "cosine"),
+    "train.warmup_steps": at_least(0),
+    "train.threads": at_least(0),
+    "backbone_pretraining.steps": at_least(0),
+    "backbone_pretraining.batch_size": at_least(1),
+    "backbone_pretraining.lr": above(0),
+    "backbone_pretraining.warmup_steps": at_least(0),
+    "backbone_pretraining.checkpoint_every": at_least(1),
 }
 
 # pairs of keys (a, b) whose values must satisfy a ≤ b

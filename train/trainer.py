@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from body.joints import SMPLX_2D_LOSS_JOINTS
 from core.errors import MissingFileError
 from core.seeding import stable_seed
 from stores.context_cache import build_context_cache
@@ -25,12 +26,14 @@ from stores.paths import store_path
 
 from .checkpoint import clear_checkpoints, restore_checkpoint, resume_point, run_dir, \
     save_checkpoint
+from .backbone_pretraining import load_pretrained, pretrain_backbone, pretrained_path
 from .checkpoints_external import apply_backbone_checkpoint
 from .data import make_loader
 from .inputs import to_device
 from .distributed import Process, barrier, init_process, shutdown
-from .model import ProbabilisticHMR
+from .model import NUM_BETAS, POSE_DIM, ProbabilisticHMR
 from .objective import loss_terms, total, training_forward
+from .schedule import learning_rate
 from .visualize import hypotheses_figure
 
 
@@ -54,6 +57,14 @@ def build_caches(cfg: DictConfig) -> list[Path]:
         build_context_cache(store, cfg.model.crop_size, cfg.train.context_factor,
                             workers=cfg.train.workers or 1)
     return stores
+
+
+def _pretrained_backbone(cfg: DictConfig, stores: list[Path]) -> Path | None:
+    """The synthetic stand-in for the pretrained backbone (train/backbone_pretraining.py), made
+    once and cached, when `backbone_pretraining.steps` > 0 and no checkpoint is given."""
+    if not cfg.backbone_pretraining.steps or cfg.model.get("backbone_checkpoint"):
+        return None
+    return pretrain_backbone(cfg, stores, POSE_DIM, NUM_BETAS, len(SMPLX_2D_LOSS_JOINTS))
 
 
 def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
@@ -81,6 +92,8 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
     """Train until `train.iterations` (or `max_steps` more steps); returns the last losses."""
     t = cfg.train
     process = init_process(t.device)
+    if t.threads:
+        torch.set_num_threads(t.threads)
     out_dir = run_dir(cfg)
     stores = store_paths(cfg)
     # decided by every rank before anything is written: resume, start afresh, or refuse
@@ -91,13 +104,20 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
         build_caches(cfg)
+        _pretrained_backbone(cfg, stores)
     barrier(process)
     torch.manual_seed(t.seed)
     model = ProbabilisticHMR(cfg, cfg.body.models)
-    apply_backbone_checkpoint(model, cfg)
+    if not apply_backbone_checkpoint(model, cfg) and resume is None and \
+            cfg.backbone_pretraining.steps:
+        # a fresh run starts from the pretrained stand-in; a resumed one has it in its checkpoint
+        load_pretrained(model.backbone.backbone, pretrained_path(cfg, stores))
     model.to(process.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=t.lr, weight_decay=t.weight_decay)
+    # fused: one kernel over all parameters (CPU 34 → 5 ms per synthetic step, docs/diagnosis.md
+    # §4.1), the same update up to float rounding
+    optimizer = torch.optim.AdamW(trainable, lr=t.lr, weight_decay=t.weight_decay,
+                                  fused=process.device.type in ("cpu", "cuda"))
     amp = t.amp and process.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if amp else None
     step, next_example = 0, 0
@@ -121,6 +141,8 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
             torch.manual_seed(stable_seed(t.seed, "step", step, process.rank) % 2 ** 63)
             batch = to_device(next(batches), process.device, non_blocking=True)
             net.train()
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, t)
             with torch.autocast(process.device.type, enabled=amp):
                 out, log_prob = training_forward(net, batch, cfg.model.samples_train, cfg)
                 terms = loss_terms(out, log_prob, batch.targets, cfg)

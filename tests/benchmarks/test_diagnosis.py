@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from benchmarks.diagnosis import lift, overfit, profile_step, projection
+from benchmarks.diagnosis import lift, overfit, profile_step, projection, spread
 from benchmarks.diagnosis.common import translation_to_camera
 from body.cameras import weak_perspective_to_translation
 from train.inputs import ModelInput
@@ -81,3 +81,29 @@ def test_lift_runs_on_every_pose_set(body_models, capsys):
         _finite(list(result[name].values()))
     assert lift.main(argv) == 0
     assert "parametric motions {'mpjpe_mm'" in capsys.readouterr().out
+
+
+def test_geodesic_angle_of_a_known_rotation():
+    c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
+    rz = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    assert float(spread.geodesic_deg(rz, torch.eye(3))) == pytest.approx(30, abs=1e-3)
+    assert float(spread.geodesic_deg(rz, rz)) == pytest.approx(0, abs=0.1)
+
+
+def test_spread_splits_a_trained_model_and_matches_the_metric_at_one_orientation(
+        small, tmp_path):
+    tiny = [*small, f"paths.runs={tmp_path}", "train.batch_size=2", "model.flow_hidden=32",
+            "model.flow_blocks=2", "model.regressor_hidden=32", "model.samples_train=2",
+            "model.backbone_options.out_features=16", "model.pose_mlp=[51,32,16]",
+            "train.iterations=1", "train.checkpoint_every=1", "train.image_every=1000"]
+    from core.config import load_config
+    from train import trainer
+    trainer.fit(load_config(["profile=synthetic", "train.run=tiny", *tiny]))
+    result = spread.run(spread.parse(["--run", "tiny", "--crops", "4", "--hypotheses", "5",
+                                      *tiny]))
+    assert result["crops"] == 4
+    for key in ("vis", "inv"):
+        full, local = result["spread_mm"][key], result["spread_mode_orientation_mm"][key]
+        _finite([full, local, *result["spread_axes_xyz_mm"][key]])
+        assert 0 < local and 0 < full
+    assert 0 <= result["orientation_deg"]["median"] <= 180

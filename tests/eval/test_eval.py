@@ -233,3 +233,18 @@ def test_old_key_names_in_a_checkpoint_load_and_an_unknown_key_is_refused(traine
     with pytest.raises(CheckpointError, match="step_00000002.pt: its saved configuration") as err:
         load_model(trained, tmp_path / "checkpoints" / "step_00000002.pt")
     assert "\n" not in str(err.value)
+
+
+def test_batched_smpl_conversion_equals_the_per_mesh_product(trained):
+    from eval.protocol import Evaluator
+    from body.rotations import rot6d_to_matrix
+    model = ProbabilisticHMR(trained, trained.body.models)
+    evaluator = Evaluator(model, trained, "emdb", torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    pose6d, betas = torch.randn(2, 3, 22, 6, generator=g), torch.randn(2, 11, generator=g)
+    got = evaluator.smpl_vertices(pose6d, betas)
+    mats = rot6d_to_matrix(pose6d.flatten(0, 1))
+    verts = evaluator.smplx(betas=betas.repeat_interleave(3, 0), global_orient=mats[:, :1],
+                            body_pose=mats[:, 1:]).vertices
+    loop = torch.stack([torch.sparse.mm(evaluator.to_smpl, v) for v in verts]).unflatten(0, (2, 3))
+    assert got.shape == (2, 3, 6890, 3) and torch.equal(got, loop)

@@ -50,9 +50,11 @@ def test_gradients_reach_every_trainable_parameter_and_never_the_backbone(
 
 
 def test_resume_reproduces_an_uninterrupted_run(precomputed, body_models, tmp_path):
-    straight = _cfg(precomputed, body_models, tmp_path, "train.iterations=4", "train.run=a")
+    # under the cosine schedule: the rate after resuming is the uninterrupted run's
+    schedule = ("train.iterations=4", "train.lr_schedule=cosine", "train.warmup_steps=1")
+    straight = _cfg(precomputed, body_models, tmp_path, *schedule, "train.run=a")
     trainer.fit(straight)
-    resumed = _cfg(precomputed, body_models, tmp_path, "train.iterations=4", "train.run=b")
+    resumed = _cfg(precomputed, body_models, tmp_path, *schedule, "train.run=b")
     first = trainer.fit(resumed, max_steps=2)
     assert first["step"] == 2
     second = trainer.fit(resumed)

@@ -1,0 +1,112 @@
+"""Measurement 5 (docs/diagnosis.md §5): where the 3D spread of a trained model comes from.
+
+The 3DKP spread (docs/method.md §6) is measured on the hypotheses' COCO-17 joints in the camera
+frame, so a hypothesis whose global orientation differs moves every joint. This splits it: the
+spread as the metric computes it; the same with every hypothesis given the mode's global
+orientation (what the body pose alone contributes); the angular spread of the global orientation
+(mean geodesic angle of each hypothesis to the mode, degrees); and the metric's spread per camera
+axis (x, y in the image plane, z the depth), visible and invisible joints apart.
+
+`python -m benchmarks.diagnosis.spread --run NAME [--crops 96] [--hypotheses 100] [key=value …]`
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from body.rotations import rot6d_to_matrix
+from core.cli import ArgumentParser, run_cli
+from eval.examples import TestExamples
+from eval.protocol import Evaluator
+from stores.paths import store_path
+from train.checkpoint import latest_checkpoint, run_dir
+from train.inputs import to_device
+from train.model import load_model
+
+from .common import config, machine
+
+
+def _spread(joints: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean distance (mm) of each selected (image, joint)'s hypotheses to their mean, per axis
+    (..., 3) and in total (...): joints (B, N, J, 3) metres, mask (B, J)."""
+    dev = joints - joints.mean(1, keepdim=True)
+    return (dev.abs().mean(1)[mask].mean(0) * 1000, dev.norm(dim=-1).mean(1)[mask].mean() * 1000)
+
+
+def geodesic_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angle (degrees) of the rotation taking b to a, (..., 3, 3) each."""
+    trace = (a.transpose(-1, -2) @ b).diagonal(dim1=-2, dim2=-1).sum(-1)
+    return torch.rad2deg(torch.acos(((trace - 1) / 2).clamp(-1, 1)))
+
+
+def run(args: argparse.Namespace) -> dict:
+    cfg = config([f"train.run={args.run}", *args.overrides])
+    ckpt = latest_checkpoint(run_dir(cfg))
+    model, trained, _ = load_model(cfg, ckpt)
+    evaluator = Evaluator(model, trained, "emdb", torch.device("cpu"))
+    data = TestExamples(store_path(cfg.paths.stores, args.dataset), trained.model.crop_size,
+                        trained.train.context_factor)
+    pick = np.random.default_rng(0).permutation(len(data))[:args.crops]
+    loader = DataLoader(Subset(data, pick.tolist()), batch_size=8, shuffle=False)
+    generator = torch.Generator().manual_seed(0)
+    parts: dict[str, list] = {k: [] for k in ("full", "local", "axes", "angle", "vis")}
+    with torch.no_grad():
+        for batch in loader:
+            inputs, _ = to_device(batch, torch.device("cpu"))
+            out = model(inputs).hypotheses(args.hypotheses - 1, generator)
+            visible = inputs.det_kp[..., 2] > cfg.conventions.visible_conf
+            joints, _ = evaluator.coco_crop(evaluator.smpl_vertices(out.pose6d, out.betas),
+                                            out.transl, inputs)
+            local = out.pose6d.clone()
+            local[:, :, 0] = out.pose6d[:, :1, 0]  # every hypothesis at the mode's orientation
+            local_joints, _ = evaluator.coco_crop(evaluator.smpl_vertices(local, out.betas),
+                                                  out.transl, inputs)
+            root = rot6d_to_matrix(out.pose6d[:, :, 0])  # (B, N, 3, 3)
+            parts["angle"].append(geodesic_deg(root[:, 1:], root[:, :1]).flatten())
+            for key, sel in (("vis", visible), ("inv", ~visible)):
+                axes, full = _spread(joints, sel)
+                _, loc = _spread(local_joints, sel)
+                parts["full"].append((key, float(full), int(sel.sum())))
+                parts["local"].append((key, float(loc), int(sel.sum())))
+                parts["axes"].append((key, axes.numpy(), int(sel.sum())))
+
+    def pooled(name: str, key: str):
+        rows = [(v, n) for k, v, n in parts[name] if k == key and n]
+        total = sum(n for _, n in rows)
+        return (sum(np.asarray(v) * n for v, n in rows) / total).round(1).tolist()
+
+    angle = torch.cat(parts["angle"])
+    return {"run": args.run, "checkpoint": str(ckpt), "crops": len(pick),
+            "hypotheses": args.hypotheses,
+            "spread_mm": {k: pooled("full", k) for k in ("vis", "inv")},
+            "spread_mode_orientation_mm": {k: pooled("local", k) for k in ("vis", "inv")},
+            "spread_axes_xyz_mm": {k: pooled("axes", k) for k in ("vis", "inv")},
+            "orientation_deg": {"mean": round(float(angle.mean()), 1),
+                                "median": round(float(angle.median()), 1),
+                                "p90": round(float(angle.quantile(0.9)), 1)},
+            "machine": machine()}
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", required=True, help="run name under paths.runs")
+    p.add_argument("--dataset", default="synthetic-test")
+    p.add_argument("--crops", type=int, default=96)
+    p.add_argument("--hypotheses", type=int, default=100)
+    p.add_argument("overrides", nargs="*", help="pipelines.yaml overrides key=value")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    print(json.dumps(run(parse(argv)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
