@@ -64,6 +64,7 @@ RANGES: dict[str, Rule] = {
     "synthetic.*.depth_range": each(above(0)),
     "synthetic.*.occluder_p": PROBABILITY,
     "synthetic.*.second_person_p": PROBABILITY,
+    "synthetic.*.second_person_front_p": PROBABILITY,
     "synthetic.contact_sheet_crops": at_least(1),
     "datasets.*.train_fraction": between(0, 1),
     "datasets.*.split": one_of("train", "test"),
