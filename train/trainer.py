@@ -25,7 +25,7 @@ from stores.paths import store_path
 
 from .checkpoint import clear_checkpoints, restore_checkpoint, resume_point, run_dir, \
     save_checkpoint
-from .checkpoints_external import apply_backbone_checkpoint
+from .checkpoints_external import apply_backbone_checkpoint, require_backbone_weights
 from .data import make_loader
 from .inputs import to_device
 from .distributed import Process, barrier, init_process, shutdown
@@ -80,6 +80,7 @@ class _Stop:
 def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
     """Train until `train.iterations` (or `max_steps` more steps); returns the last losses."""
     t = cfg.train
+    require_backbone_weights(cfg)
     process = init_process(t.device)
     out_dir = run_dir(cfg)
     stores = store_paths(cfg)
