@@ -31,12 +31,11 @@ def test_a_given_profile_always_wins():
 
 
 def test_real_means_outside_the_synthetic_world(tmp_path):
-    cfg = load_config_for([f"synthetic.root={tmp_path}", f"real_data_root={tmp_path}/real"],
-                          lambda c: [])
+    world = f"synthetic.root={tmp_path}/synthetic"
+    cfg = load_config_for([world, f"real_data_root={tmp_path}/real"], lambda c: [])
     assert is_real(cfg, "bedlam") and not is_real(cfg, "synthetic-train")
     # a real entry pointed into the generated world is synthetic data
-    inside = load_config_for([f"synthetic.root={tmp_path}", f"real_data_root={tmp_path}"],
-                             lambda c: [])
+    inside = load_config_for([world, f"real_data_root={tmp_path}/synthetic/x"], lambda c: [])
     assert not is_real(inside, "bedlam")
 
 
