@@ -1,7 +1,7 @@
 """Reports of an evaluation: `metrics.json`, `report.md` laid out like the paper's Tables 1
-and 2 (the paper's numbers beside ours for the real datasets), and the plots: PVE against the
-number of hypotheses (Fig. S1), crops with the cloud of hypotheses of the most ambiguous joint
-and the ground-truth star (Fig. 1), hypotheses overlaid on the crops."""
+and 2 (the paper's numbers beside ours for the real datasets under the paper profile), and the
+plots: PVE against the number of hypotheses (Fig. S1), crops with the cloud of hypotheses of the
+most ambiguous joint and the ground-truth star (Fig. 1), hypotheses overlaid on the crops."""
 from __future__ import annotations
 
 import json
@@ -73,20 +73,25 @@ def _fmt(v) -> str:
 
 
 def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, checkpoint: str,
-                 got: Collected) -> Path:
-    """metrics.json, report.md and the plots under out_dir; returns report.md."""
+                 got: Collected, provenance: dict | None = None,
+                 paper_numbers: bool = False) -> Path:
+    """metrics.json, report.md and the plots under out_dir; returns report.md. `provenance`
+    (profile, trained_profile, body_models) is recorded in both; the paper's numbers are shown
+    beside ours only with `paper_numbers` (a real test set under the paper profile)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    provenance = provenance or {}
     result = rounded({**result, "dataset": dataset, "protocol": protocol,
-                      "checkpoint": checkpoint})
+                      "checkpoint": checkpoint, **provenance})
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    paper = PAPER.get(dataset)  # only the real datasets have the paper's numbers
+    paper = PAPER.get(protocol) if paper_numbers else None
     n = result["hypotheses"]
     rows = [("ours", result["best_of_n"], result["mode"])]
     if paper:
         rows.append(("paper", paper["best_of_100"], paper["mode"]))
+    made_by = "".join(f", {k} `{v}`" for k, v in provenance.items())
     lines = [f"# Evaluation: {dataset} ({protocol} protocol)", "",
-             f"Checkpoint `{checkpoint}`, {result['crops']} crops, {n} hypotheses per crop "
-             "(the mode first).", "",
+             f"Checkpoint `{checkpoint}`{made_by}; {result['crops']} crops, {n} hypotheses per "
+             "crop (the mode first).", "",
              "## Distribution accuracy (Table 1), mm", "",
              f"| | best of {n}: MPJPE | PA-MPJPE | PVE | mode: MPJPE | PA-MPJPE | PVE |",
              "|---|---|---|---|---|---|---|"]
@@ -106,7 +111,8 @@ def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, check
     if paper and "percin" in paper:
         lines.append(f"| paper | | | | | {paper['percin']} | {paper['mindist']} |")
     if not paper:
-        lines += ["", "This is a SYNTHETIC test set: the paper's numbers do not apply."]
+        lines += ["", "The paper's numbers are shown only for a real test set evaluated with "
+                  "profile=paper; they do not apply here."]
     lines += ["", "2D errors in the pixels of a 256 crop, pooled over the visible (detector conf "
               "> 0.5) joints of every hypothesis; spread over all hypotheses; PercIn/MinDist "
               f"over every hypothesis (the mode included) of the invisible joints of the images "

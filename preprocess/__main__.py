@@ -5,7 +5,12 @@
                                              sheet under data/reports/synthetic/
   precompute DATASET                         detector, heatmap samples and mask distances into
                                              <stores>/<dataset>.zarr (a group: each member);
-                                             resumes an interrupted run
+                                             resumes an interrupted run. DATASET=train.stores:
+                                             the synthetic-world stores of train.stores (make
+                                             train precomputes them first)
+  --print-config                             print the resolved configuration and stop
+
+A real dataset runs with profile=paper unless `profile=…` is given (core/profiles.py).
 
 `key=value` arguments override pipelines.yaml (e.g. synthetic.bedlam.sequences_per_folder=5).
 """
@@ -20,6 +25,9 @@ from omegaconf import OmegaConf
 from core.cli import ArgumentParser, run_cli
 from core.config import load_config
 from core.errors import UnknownNameError
+from core.profiles import is_real, load_config_for
+
+TRAINING_STORES = "train.stores"  # DATASET of `make train`: the stores training reads
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -56,8 +64,16 @@ def _precompute(args: argparse.Namespace) -> int:
     from .precompute import dataset_names, format_summary, precompute
     from synthetic.world import generate_world, is_complete
 
-    cfg = load_config(args.overrides)
-    names = dataset_names(cfg, args.dataset)
+    training = args.dataset == TRAINING_STORES
+    cfg = load_config_for(args.overrides,
+                          lambda c: list(c.train.stores) if training else [args.dataset])
+    if args.print_config:
+        print(OmegaConf.to_yaml(cfg))
+        return 0
+    if training:  # real stores are precomputed on purpose (make precompute DATASET=…)
+        names = [n for n in cfg.train.stores if n in cfg.datasets and not is_real(cfg, n)]
+    else:
+        names = dataset_names(cfg, args.dataset)
     world = Path(cfg.synthetic.root)
     in_world = any(Path(cfg.datasets[n].root).is_relative_to(world) for n in names)
     if in_world and not is_complete(world):
@@ -84,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
     pre = sub.add_parser("precompute", help="stage one into Zarr stores")
     pre.add_argument("dataset")
+    pre.add_argument("--print-config", action="store_true",
+                     help="print the resolved configuration and stop")
     pre.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
     args = parser.parse_args(argv)
     if args.command == "data":
