@@ -58,6 +58,8 @@ LAYOUTS = {
 }
 REQUIRED = ("imgname", "center", "scale", "pose_cam", "shape", "vitpose", "gt_coco_25j")
 REQUIRED_TRAIN = ("gtkps",)
+OPTIONAL = ("cam_int", "trans_cam", "cam_ext", "orig_shape", "gender", "object_occlusion",
+            "valid_emdb_mask", "gtkps")
 GRID_TOLERANCE = 0.05  # heatmap px: how far a sample may lie from a heatmap pixel centre
 
 
@@ -105,7 +107,15 @@ def load_annotation_file(path: Path, split: str) -> dict[str, np.ndarray]:
         if missing:
             raise MissingKeyInFileError(f"{path}: missing key '{missing[0]}' (required: "
                                         f"{', '.join(needed)})")
-        data = {k: f[k] for k in f.files}
+        data = {}
+        for key in dict.fromkeys(needed + OPTIONAL):
+            if key in f.files:
+                try:
+                    data[key] = f[key]
+                except ValueError:  # an object array: a pickle, which is never unpickled here
+                    raise BadFileError(f"{path}: key '{key}' holds Python objects (a pickle); "
+                                       "save it as a plain numpy array (e.g. strings as "
+                                       "dtype str) and rerun") from None
     n = len(data["imgname"])
     joints = 66 if split == "train" else 72
     checks = {"center": ((2,), 2), "scale": ((), 1), "vitpose": ((17, 3), 3),
@@ -143,8 +153,8 @@ def _image_rows(images_dir: Path, root: Path, names: np.ndarray, sizes: np.ndarr
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image paths relative to root, (N, 2) W, H, reason) of the rows' images; like the release,
     a missing `.png` is looked for as `.jpg`."""
-    paths, wh, reason = [], np.zeros((len(names), 2), np.int32), np.full(len(names), KEPT,
-                                                                          np.uint8)
+    paths, wh = [], np.zeros((len(names), 2), np.int32)
+    reason = np.full(len(names), KEPT, np.uint8)
     seen: dict[str, tuple[Path, tuple[int, int] | None]] = {}
     for i, name in enumerate(names):
         if name not in seen:
@@ -208,7 +218,8 @@ def read_annotations(path: Path, images_dir: Path, root: Path, layout: str, spli
     if "cam_int" in data:
         k = data["cam_int"].astype(np.float64)
     else:
-        k = intrinsics(default_focal(wh[:, 0], wh[:, 1]).astype(np.float64), wh[:, 0], wh[:, 1])
+        w, h = wh[:, 0].astype(np.float64), wh[:, 1].astype(np.float64)
+        k = intrinsics(default_focal(w, h), w, h)
         defaults["cam_int"] = "focal √(W² + H²), principal point at the image centre"
     if "trans_cam" in data:
         transl = data["trans_cam"].astype(np.float64)

@@ -127,8 +127,8 @@ def test_missing_optional_keys_take_documented_defaults(release, tmp_path):
     """No object_occlusion: every row occluded (no mask loss); no cam_int: the image-diagonal
     focal; vitpose confidences above 1 are clipped, its (y, x) columns swapped."""
     f = release["train"]
-    data = {k: v for k, v in np.load(f["npz"]).items() if k not in ("object_occlusion",
-                                                                   "cam_int")}
+    absent = ("object_occlusion", "cam_int")
+    data = {k: v for k, v in np.load(f["npz"]).items() if k not in absent}
     data["vitpose"][0, 3, 2] = 1.7
     npz = tmp_path / "bare.npz"
     np.savez(npz, **data)
