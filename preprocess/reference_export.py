@@ -53,7 +53,7 @@ def export_reference(store_path: str | Path, out_npz: str | Path, out_samples: s
         "shape": labels.betas, "trans_cam": labels.transl,
         "cam_ext": np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)), "cam_int": labels.cam_int,
         "gtkps": body, "gt_coco_25j": coco25, "vitpose": det[:, :, [1, 0, 2]],
-        "orig_shape": labels.image_size[:, ::-1], "gender": labels.gender.astype(str),
+        "orig_shape": labels.image_size[:, ::-1], "gender": np.array(labels.gender.tolist()),
         "object_occlusion": labels.object_occluded,
     }
     if layout == "emdb":
