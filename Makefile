@@ -17,7 +17,7 @@ P := $(if $(PROFILE),profile=$(PROFILE))
 export HUMR_DATA := $(abspath $(DATA))
 
 .PHONY: setup test lint demo data body-models precompute train eval eval-emdb eval-3dpw ablation \
-	bench clean
+	bench clean import-reference
 
 setup: $(VENV)/.installed
 
@@ -73,6 +73,14 @@ eval-emdb: setup
 
 eval-3dpw: setup
 	$(PY) -m eval run --dataset 3dpw-test $(if $(CKPT),--ckpt $(CKPT)) $(P) $(ARGS)
+
+# the reference release's files into a store: NPZ= annotation file, SAMPLES= its heatmap_samples
+# folder, IMAGES= the folder its imgnames start from, NAME= store name; optional MASKS=, LAYOUT=
+# (bedlam, agora, emdb, 3dpw), SPLIT=, ROOT= (docs/real_data.md)
+import-reference: setup
+	$(PY) -m preprocess import-reference --npz $(NPZ) --samples $(SAMPLES) --images $(IMAGES) \
+		--name $(NAME) $(if $(MASKS),--masks $(MASKS)) $(if $(LAYOUT),--layout $(LAYOUT)) \
+		$(if $(SPLIT),--split $(SPLIT)) $(if $(ROOT),--root $(ROOT)) profile=$(PROFILE) $(ARGS)
 
 # the paper's ablations (Tables 3, S2) on the synthetic world, ≈ 45 min on 2 cores; QUICK=1: minutes
 ablation: setup

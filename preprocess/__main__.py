@@ -8,6 +8,10 @@
                                              resumes an interrupted run. DATASET=train.stores:
                                              the synthetic-world stores of train.stores (make
                                              train precomputes them first)
+  import-reference --npz F --samples D --images D --name NAME [--masks D] [--layout L]
+                   [--split S] [--root D]        the reference release's annotation file and
+                                             heatmap samples into <stores>/NAME.zarr (resumes;
+                                             docs/real_data.md)
   --print-config                             print the resolved configuration and stop
 
 A real dataset runs with profile=paper unless `profile=…` is given (core/profiles.py).
@@ -89,6 +93,25 @@ def _precompute(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _import_reference(args: argparse.Namespace) -> int:
+    from stores.verify import verify
+
+    from .precompute import format_summary
+    from .reference_import import ImportSource, import_reference
+
+    cfg = load_config(args.overrides)
+    source = ImportSource.checked(args.npz, args.samples, args.images, args.masks, args.layout,
+                                  args.split, args.root)
+    tolerance = {} if args.grid_tolerance is None else {"grid_tolerance": args.grid_tolerance}
+    summary = import_reference(cfg, args.name, source, **tolerance)
+    print(format_summary(summary))
+    for key, used in summary["defaults"].items():
+        print(f"  missing key '{key}': {used}")
+    report = verify(summary["store"])
+    print(report)
+    return 0 if report.complete else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m preprocess", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,7 +126,23 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--print-config", action="store_true",
                      help="print the resolved configuration and stop")
     pre.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
+    ref = sub.add_parser("import-reference", help="the reference release's files into a store")
+    ref.add_argument("--npz", required=True, help="the release's annotation file")
+    ref.add_argument("--samples", required=True, help="heatmap_samples/<dataset>/ of that file")
+    ref.add_argument("--images", required=True, help="the folder its imgname paths start from")
+    ref.add_argument("--masks", default=None, help="the layout's person-mask folder")
+    ref.add_argument("--name", required=True, help="store name: <paths.stores>/NAME.zarr")
+    ref.add_argument("--layout", default="bedlam", choices=["bedlam", "agora", "emdb", "3dpw"])
+    ref.add_argument("--split", default=None, choices=["train", "test"],
+                     help="default: the layout's (bedlam, agora: train; emdb, 3dpw: test)")
+    ref.add_argument("--root", default=None, help="store root (default: the deepest folder "
+                     "holding the images and masks)")
+    ref.add_argument("--grid-tolerance", type=float, default=None,
+                     help="heatmap px a sample may lie from a heatmap pixel centre (0.05)")
+    ref.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
     args = parser.parse_args(argv)
+    if args.command == "import-reference":
+        return _import_reference(args)
     if args.command == "data":
         return _data(args)
     if args.command == "precompute":

@@ -84,16 +84,20 @@ def method_settings(cfg: DictConfig, name: str) -> MethodSettings:
     """The method settings of dataset `name` (a key of `cfg.datasets`)."""
     entry = cfg.datasets[name]
     detector = OmegaConf.to_container(cfg.precompute.detector, resolve=True)
-    f = cfg.filter
     return MethodSettings(
         dataset=name, split=entry.split, seed=cfg.sampling.seed,
         samples=cfg.sampling.samples_per_joint,
         min_heatmap_value=cfg.sampling.min_heatmap_value,
         detector=DetectorSpec(detector["name"], detector.get("options", {})),
-        mask_rule=dict(FORMATS[entry.format].mask_rule),
-        filter=FilterSettings(f.mean_error_conf, f.max_mean_error_per_scale,
-                              cfg.conventions.visible_conf, f.min_visible_joints,
-                              f.max_outside_image_px))
+        mask_rule=dict(FORMATS[entry.format].mask_rule), filter=filter_settings(cfg))
+
+
+def filter_settings(cfg: DictConfig) -> FilterSettings:
+    """The wrong-person filter's settings (`filter`, `conventions.visible_conf`)."""
+    f = cfg.filter
+    return FilterSettings(f.mean_error_conf, f.max_mean_error_per_scale,
+                          cfg.conventions.visible_conf, f.min_visible_joints,
+                          f.max_outside_image_px)
 
 
 def detector_checkpoint(cfg: DictConfig) -> Path | None:
