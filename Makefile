@@ -70,7 +70,7 @@ eval-emdb: setup
 eval-3dpw: setup
 	$(PY) -m eval run --dataset 3dpw-test $(if $(CKPT),--ckpt $(CKPT)) profile=$(PROFILE) $(ARGS)
 
-# the paper's ablations (Tables 3, S2) on the synthetic world, ≈ 45 min on 2 cores; QUICK=1: minutes
+# the paper's ablations (Tables 3, S2) on the synthetic world, 8 variants × 3 seeds; QUICK=1: minutes
 ablation: setup
 	$(PY) -m preprocess precompute synthetic $(ARGS)
 	$(PY) -m eval ablation $(if $(QUICK),--quick) $(ARGS)

@@ -101,6 +101,8 @@ RANGES: dict[str, Rule] = {
     "train.log_every": at_least(1),
     "train.image_every": at_least(1),
     "ablation.jobs": at_least(1),
+    "ablation.seeds": each(at_least(0)),
+    "ablation.quick.seeds": each(at_least(0)),
 }
 
 # pairs of keys (a, b) whose values must satisfy a ≤ b
