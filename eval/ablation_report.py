@@ -126,7 +126,8 @@ def _directions(checks: list[dict]) -> list[str]:
     lines = ["| claim of the paper | metric | a | b | mean a | mean b | a − b | SE | verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     for c in checks:
-        verdict = c["verdict"] if c["verdict"] in ("holds", "—") else f"**{c['verdict']}**"
+        failed = c["verdict"] in ("not significant", "reversed", "differs")
+        verdict = f"**{c['verdict']}**" if failed else c["verdict"]
         lines.append(f"| {c['claim']} | {c['metric']} | {c['a']} | {c['b']} | "
                      f"{_num(c['mean_a'])} | {_num(c['mean_b'])} | {_num(c['difference'])} | "
                      f"{_num(c['se'])} | {verdict} |")
