@@ -110,6 +110,8 @@ RANGES: dict[str, Rule] = {
     "backbone_pretraining.lr": above(0),
     "backbone_pretraining.warmup_steps": at_least(0),
     "backbone_pretraining.checkpoint_every": at_least(1),
+    "ablation.seeds": each(at_least(0)),
+    "ablation.quick.seeds": each(at_least(0)),
 }
 
 # pairs of keys (a, b) whose values must satisfy a ≤ b
