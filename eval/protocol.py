@@ -164,7 +164,7 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
         gt_crop = (gt2d - inputs.center[:, None]) / (100 * inputs.scale[:, None, None])
         to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
         consistency(got, to256(coco), to256(inputs.det_kp[..., :2]), to256(gt_crop), visible)
-        distribution_scores(got, joints[:, 1:], metrics.coco17_of_smpl_mesh(
+        distribution_scores(got, joints, metrics.coco17_of_smpl_mesh(
             gt_verts, evaluator.smpl_regressor, evaluator.vertex_ids), visible)
         for part, sel in ((got.spread_visible, visible), (got.spread_invisible, ~visible)):
             if sel.any():
@@ -209,12 +209,13 @@ def consistency(got: Collected, coco_px: torch.Tensor, det_px: torch.Tensor,
             part.append((float(mean), count))
 
 
-def distribution_scores(got: Collected, samples: torch.Tensor, gt_coco: torch.Tensor,
+def distribution_scores(got: Collected, hypotheses: torch.Tensor, gt_coco: torch.Tensor,
                         visible: torch.Tensor) -> None:
     """Energy score (mm) and ball coverage at `CALIBRATION_Q` of one batch, per (image, joint),
-    3D, each body on its own mid-hip (docs/method.md §6 "Scores"). samples (B, M, 17, 3) the
-    random hypotheses' COCO-17 (model frame, metres), gt_coco (B, 17, 3) the ground truth's."""
-    x = metrics.center_on_mid_hip(samples).transpose(1, 2)  # (B, 17, M, 3)
+    3D, each body on its own mid-hip (docs/method.md §6 "Scores"). hypotheses (B, H, 17, 3) the
+    COCO-17 of every hypothesis (model frame, metres; slot 0, the mode, is not scored), gt_coco
+    (B, 17, 3) the ground truth's (camera frame)."""
+    x = metrics.center_on_mid_hip(hypotheses[:, 1:]).transpose(1, 2)  # (B, 17, M, 3)
     y = metrics.center_on_mid_hip(gt_coco)
     got.energy.append((metrics.energy_score(x, y) * metrics.MM_PER_M).cpu())
     got.covered.append(metrics.ball_coverage(x, y, CALIBRATION_Q).transpose(0, 1).cpu())
