@@ -44,9 +44,17 @@ def test_report_files_and_sane_metrics(trained):
     assert 0 <= metrics["percin"] <= 100 and metrics["mindist_px"] >= 0
     assert metrics["profile"] == metrics["trained_profile"] == "synthetic"
     assert metrics["body_models"] == str(trained.body.models)
+    kp2d = metrics["kp2d_error_px"]
+    assert 0 < kp2d["detector"] < kp2d["mode"]  # the tiny model is far worse than its condition
+    right = kp2d["right_person"]
+    assert 0 < right["crops"] <= metrics["crops"] and right["detector"] <= 25.6
+    for part in ("visible", "invisible"):
+        assert metrics["energy_score_mm"][part] > 0
+        assert 0 <= metrics["calibration"]["q50"][part] <= metrics["calibration"]["q90"][part] <= 1
     report = (out / "report.md").read_text()
     assert "Table 1" in report and "profile `synthetic`" in report
     assert "| paper |" not in report and "do not apply here" in report
+    assert "2DKP detector (px)" in report and "energy score (mm)" in report
     for plot in ("pve_vs_n.png", "ambiguous_joint_clouds.png", "hypotheses.png"):
         assert (out / plot).stat().st_size > 1000
 
