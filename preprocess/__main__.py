@@ -37,7 +37,7 @@ TRAINING_STORES = "train.stores"  # DATASET of `make train`: the stores training
 def _data(args: argparse.Namespace) -> int:
     from .readers import read_bedlam
     from .contact_sheet import write_contact_sheet
-    from synthetic.world import generate_world, is_complete, manifest, summary
+    from synthetic.world import generate_world, is_current, summary
 
     if args.dataset != "synthetic":
         raise UnknownNameError(f"make data: only DATASET=synthetic is generated; real datasets "
@@ -46,7 +46,7 @@ def _data(args: argparse.Namespace) -> int:
     cfg = load_config(args.overrides)
     root = Path(cfg.synthetic.root)
     wanted = OmegaConf.to_container(cfg.synthetic, resolve=True)
-    if not args.force and is_complete(root) and manifest(root)["config"] == wanted:
+    if not args.force and is_current(root, wanted):
         print(f"the synthetic world at {root} is complete for this configuration "
               "(--force regenerates it)")
     else:

@@ -44,6 +44,11 @@ LAYOUTS = {  # task kind → (sequence writer, directory under the root, config 
 }
 _WORKER: dict = {}  # this worker's arguments and writers (one per layout, built on first use)
 
+# bumped whenever the generator draws a different world from the same configuration, so that
+# `make data` regenerates an older world instead of reusing it (2: hair, the crossing second
+# person of the EMDB layout)
+GENERATOR = 2
+
 
 def _check_replaceable(path: Path, marker: str) -> None:
     """Refuse to replace a non-empty directory that this generator did not write (it lacks
@@ -134,7 +139,8 @@ def generate_world(cfg: DictConfig, body_models: str | Path, workers: int | None
             counts[layout][folder] = len(merged["imgname"])
     if any(r.split == "train" for r in sequences_3dpw):
         write_smplx_fits(tmp / "3dpw", sequences_3dpw)
-    manifest = {"config": plain, "bedlam_rows": counts["bedlam"], "agora_rows": counts["agora"],
+    manifest = {"config": plain, "generator": GENERATOR, "bedlam_rows": counts["bedlam"],
+                "agora_rows": counts["agora"],
                 "emdb_sequences": len(list((tmp / "emdb").glob("P*/*/P*_data.pkl"))),
                 "3dpw_sequences": {split: sum(r.split == split for r in sequences_3dpw)
                                    for split in cfg.threedpw.splits},
@@ -183,6 +189,14 @@ def scene_statistics(root: str | Path) -> dict:
 
 def is_complete(root: str | Path) -> bool:
     return (Path(root) / "MANIFEST.json").exists()
+
+
+def is_current(root: str | Path, config: dict) -> bool:
+    """The world at `root` is complete and was made by this generator with `config`."""
+    if not is_complete(root):
+        return False
+    info = manifest(root)
+    return info["config"] == config and info.get("generator") == GENERATOR
 
 
 def manifest(root: str | Path) -> dict:

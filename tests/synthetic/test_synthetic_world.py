@@ -1,3 +1,4 @@
+import json
 import pickle
 import re
 from pathlib import Path
@@ -213,6 +214,16 @@ def test_config_is_plain(small_world):
     info = world.manifest(small_world)
     assert OmegaConf.create(info["config"]).bedlam.sequences_per_folder == 4
     assert info["synthetic"] is True
+
+
+def test_a_world_of_an_older_generator_is_not_current(small_world, tmp_path):
+    info = world.manifest(small_world)
+    assert world.is_current(small_world, info["config"])
+    assert not world.is_current(small_world, {**info["config"], "seed": 99})
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "MANIFEST.json").write_text(json.dumps({**info, "generator": world.GENERATOR - 1}))
+    assert world.is_complete(old) and not world.is_current(old, info["config"])
 
 
 def test_agora_and_3dpw_layouts_read_through_their_dataset_entries(small_world, body_models):
