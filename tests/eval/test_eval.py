@@ -63,13 +63,17 @@ def test_report_files_and_sane_metrics(trained):
 def test_the_papers_numbers_only_when_asked(tmp_path, paper_numbers):
     result = {"crops": 3, "hypotheses": 100, "best_of_n": dict.fromkeys(("mpjpe", "pa_mpjpe",
               "pve"), 1.0), "mode": dict.fromkeys(("mpjpe", "pa_mpjpe", "pve"), 2.0),
-              "kp2d_error_px": {"mode": 1.0, "samples": 1.0}, "spread_3d_mm": {
+              "kp2d_error_px": {"mode": 1.0, "samples": 1.0, "detector": 1.0, "right_person": {
+                  "mode": 1.0, "samples": 1.0, "detector": 1.0, "crops": 3}},
+              "energy_score_mm": {"visible": 1.0, "invisible": 2.0},
+              "calibration": {q: {"visible": 0.5, "invisible": 0.5} for q in ("q50", "q90")},
+              "spread_3d_mm": {
                   "visible": 1.0, "invisible": 1.0}, "percin": 50.0, "mindist_px": 0.5,
               "percin_points": 4, "heatmap_w1_px": 1.0, "heatmap_w1_joints": 2}
     report = write_report(tmp_path, result, "emdb", "emdb", "x.ckpt", Collected(),
                           {"profile": "paper"}, paper_numbers).read_text()
     assert ("| paper | 63.6 | 40.9 | 72.0 | 84.3 |" in report) == paper_numbers
-    assert ("| paper | | | | | 91.4 |" in report) == paper_numbers
+    assert ("| paper | 5.02 | 6.34 |  | 40.8 | 87.8 | 91.4 | 0.616 |" in report) == paper_numbers
     assert json.loads((tmp_path / "metrics.json").read_text())["profile"] == "paper"
 
 
