@@ -206,7 +206,7 @@ def _rows(root: Path, path: Path, data: dict, model, actor: int, frames: np.ndar
     coco = SMPL_TO_COCO17 if kind == "smpl" else SMPLX_TO_COCO17
     images = np.array([f"imageFiles/{path.stem}/image_{int(i):05d}.jpg"
                        for i in data["img_frame_ids"][frames]])
-    sizes = {name: _image_size(root / name) for name in np.unique(images)}
+    sizes = {name: _image_size(root, name) for name in np.unique(images)}
     rows = LabelRows(
         body_model=kind, image=images, mask=np.full(n, ""),
         source=np.array([f"{path.stem}:{actor}:{i}" for i in frames]),
