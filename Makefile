@@ -15,7 +15,7 @@ ARGS ?=
 export HUMR_DATA := $(abspath $(DATA))
 
 .PHONY: setup test lint demo data body-models precompute train eval eval-emdb eval-3dpw ablation \
-	bench clean
+	bench infer clean
 
 setup: $(VENV)/.installed
 
@@ -32,7 +32,7 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(PY) -m flake8 core body stores synthetic preprocess train eval benchmarks tests
+	$(PY) -m flake8 core body stores synthetic preprocess train eval infer benchmarks tests
 
 body-models: setup
 	$(PY) -m synthetic body-models --out $(DATA)/raw/body_models/synthetic
@@ -69,6 +69,13 @@ eval-emdb: setup
 
 eval-3dpw: setup
 	$(PY) -m eval run --dataset 3dpw-test $(if $(CKPT),--ckpt $(CKPT)) profile=$(PROFILE) $(ARGS)
+
+# the demo on one image: IMAGE= (required), BOX=x0,y0,x1,y1 (default: the image's label file or
+# the whole image), CKPT= (default: the latest run); writes $(DATA)/reports/infer/<image stem>/
+infer: setup
+	$(if $(IMAGE),,$(error IMAGE= is required, e.g. make infer IMAGE=photo.jpg))
+	$(PY) -m infer $(IMAGE) $(if $(BOX),--box $(BOX)) $(if $(CKPT),--ckpt $(CKPT)) \
+		profile=$(PROFILE) $(ARGS)
 
 # the paper's ablations (Tables 3, S2) on the synthetic world, ≈ 45 min on 2 cores; QUICK=1: minutes
 ablation: setup
