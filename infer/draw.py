@@ -82,7 +82,8 @@ def write_figures(folder: Path, rgb: np.ndarray, result: dict, visible_conf: flo
                               SIDE_PX, SIDE_PX, colors, alpha=0.75)
         ax.imshow(picture)
         ax.axis("off")
-        ax.set_title(f"person {p}: {len(ranks)} hypotheses, side view (camera on the left)", fontsize=8)
+        ax.set_title(f"person {p}: {len(ranks)} hypotheses, side view (camera on the left)",
+                     fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / "side_view.png", dpi=120)
     plt.close(fig)

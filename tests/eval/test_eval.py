@@ -42,8 +42,9 @@ def test_report_files_and_sane_metrics(trained):
     assert 0 <= metrics["percin"] <= 100 and metrics["mindist_px"] >= 0
     report = (out / "report.md").read_text()
     assert "Table 1" in report and "SYNTHETIC" in report
-    for plot in ("pve_vs_n.png", "ambiguous_joint_clouds.png", "hypotheses.png"):
+    for plot in ("pve_vs_n.png", "ambiguous_joint_clouds.png", "hypotheses.png", "meshes.png"):
         assert (out / plot).stat().st_size > 1000
+    assert "![meshes](meshes.png)" in report and "Fig. 5" in report
 
 
 def test_identical_reports_for_a_fixed_seed(trained):
