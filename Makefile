@@ -17,7 +17,7 @@ P := $(if $(PROFILE),profile=$(PROFILE))
 export HUMR_DATA := $(abspath $(DATA))
 
 .PHONY: setup test lint demo data body-models precompute train eval eval-emdb eval-3dpw ablation \
-	bench clean import-reference
+	bench infer clean import-reference
 
 setup: $(VENV)/.installed
 
@@ -34,7 +34,7 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(PY) -m flake8 core body stores synthetic preprocess train eval benchmarks tests
+	$(PY) -m flake8 core body stores synthetic preprocess train eval infer benchmarks tests
 
 body-models: setup
 	$(PY) -m synthetic body-models --out $(DATA)/raw/body_models/synthetic
@@ -81,6 +81,14 @@ import-reference: setup
 	$(PY) -m preprocess import-reference --npz $(NPZ) --samples $(SAMPLES) --images $(IMAGES) \
 		--name $(NAME) $(if $(MASKS),--masks $(MASKS)) $(if $(LAYOUT),--layout $(LAYOUT)) \
 		$(if $(SPLIT),--split $(SPLIT)) $(if $(ROOT),--root $(ROOT)) profile=$(PROFILE) $(ARGS)
+
+
+# the demo on one image: IMAGE= (required), BOX=x0,y0,x1,y1 (default: the image's label file or
+# the whole image), CKPT= (default: the latest run); writes $(DATA)/reports/infer/<image stem>/
+infer: setup
+	$(if $(IMAGE),,$(error IMAGE= is required, e.g. make infer IMAGE=photo.jpg))
+	$(PY) -m infer $(IMAGE) $(if $(BOX),--box $(BOX)) $(if $(CKPT),--ckpt $(CKPT)) \
+		profile=$(PROFILE) $(ARGS)
 
 # the paper's ablations (Tables 3, S2) on the synthetic world, 8 variants × 3 seeds; QUICK=1: minutes
 ablation: setup

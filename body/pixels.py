@@ -1,7 +1,7 @@
 """The pixel convention of masks and rasters, one home for training, stage one and evaluation.
 
 - Pixel (row i, column j) of a raster has its centre at the point (x = j, y = i) (cv2's
-  convention, as `body.cameras` for images and `synthetic.raster` for rendered masks).
+  convention, as `body.cameras` for images and `body.raster` for rendered masks).
 - The pixel of a point p is its nearest pixel centre, floor(p + 0.5) (halves round up).
 - A point lies inside a raster of H × W pixels when 0 ≤ x ≤ W − 1 and 0 ≤ y ≤ H − 1 (between
   the first and the last pixel centre).

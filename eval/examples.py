@@ -19,6 +19,24 @@ from train.inputs import ModelInput, model_input, samples_to_crop
 EVAL_CROP = 256  # 2D metrics are in the pixels of a 256 crop (docs/method.md §6)
 
 
+def crop_from_context(context: np.ndarray, to_context: np.ndarray, center: np.ndarray,
+                      scale: np.floating, crop_size: int) -> np.ndarray:
+    """The (S, S, 3) uint8 model crop of a box (center, scale) from its context crop (C, C, ≥3)
+    (RGB first) cut with the image → context map `to_context` (2, 3)."""
+    crop = context_to_crop(crop_matrix(center, scale, crop_size), to_context)
+    return cv2.warpAffine(np.ascontiguousarray(context[..., :3]), crop, (crop_size,) * 2,
+                          flags=cv2.INTER_LINEAR)
+
+
+def eval_input(rgb: np.ndarray, det: np.ndarray, center: np.ndarray, scale: np.floating,
+               focal: np.floating, img_size: np.ndarray) -> ModelInput:
+    """The un-augmented `ModelInput` of a test crop rgb (S, S, 3) uint8, with the detector's pose
+    det (17, 3) image px + confidence (`model_input`)."""
+    # evaluation's image table is computed in float32 (train.inputs, "Image normalisation")
+    return model_input(cv2.split(rgb), det, center, np.asarray(scale), focal, img_size,
+                       normalisation="float32")
+
+
 class EvalExtras(NamedTuple):
     """What the metrics need beside the model's input, for one test crop (or a batch)."""
 
@@ -65,17 +83,13 @@ class TestExamples(Dataset):
         context = self._cache.context(i)  # (C, C, 4): RGB and the 0/1 union mask
         c, s = self.center[i], self.scale[i]
         to_context = self._cache.matrix(c, s)
-        crop = context_to_crop(crop_matrix(c, s, self.crop_size), to_context)
-        rgb = cv2.warpAffine(np.ascontiguousarray(context[..., :3]), crop, (self.crop_size,) * 2,
-                             flags=cv2.INTER_LINEAR)
+        rgb = crop_from_context(context, to_context, c, s, self.crop_size)
         crop256 = context_to_crop(crop_matrix(c, s, EVAL_CROP), to_context)
         mask256 = cv2.warpAffine(np.ascontiguousarray(context[..., 3]), crop256,
                                  (EVAL_CROP,) * 2, flags=cv2.INTER_NEAREST) > 0
         index, _ = self._cache.samples(i)
         hm = samples_to_crop(index, DetectorCrop(c, np.asarray(s)), c, s)
-        # evaluation's image table is computed in float32 (train.inputs, "Image normalisation")
-        inputs = model_input(cv2.split(rgb), self.det[i], c, np.asarray(s), self.focal[i],
-                             self.img_size[i], normalisation="float32")
+        inputs = eval_input(rgb, self.det[i], c, s, self.focal[i], self.img_size[i])
         return TestExample(inputs, EvalExtras(
             mask256=torch.from_numpy(mask256),
             has_mask=torch.tensor(bool(self.has_mask[i])),

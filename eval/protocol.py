@@ -47,6 +47,7 @@ class Collected:
     heatmap_w1: list[torch.Tensor] = field(default_factory=list)  # (K,) px, occluded joints
     pve_curve: list[torch.Tensor] = field(default_factory=list)  # (B', N_curve)
     examples: list[dict] = field(default_factory=list)  # a few crops for the plots
+    faces: np.ndarray | None = None  # (F, 3) of the SMPL meshes in `examples`
 
 
 class Evaluator:
@@ -66,6 +67,7 @@ class Evaluator:
         # predictions: the neutral SMPL regressor on the converted mesh (the reference release)
         self.smpl_regressor = neutral.J_regressor.to(device)
         self.vertex_ids = neutral.vertex_joint_selector.extra_joints_idxs.to(device)
+        self.smpl_faces = np.asarray(neutral.faces, np.int64)
         self.regressor = (load_h36m_regressor(root).to(device) if protocol == "3dpw"
                           else self.smpl_regressor)
 
@@ -153,7 +155,7 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
     curve_rows = curve_subset(len(data), curve_crops, seed)
     visible_conf = cfg.conventions.visible_conf
     w1_rng = np.random.default_rng(seed)
-    got = Collected()
+    got = Collected(faces=evaluator.smpl_faces)
     for batch in tqdm(loader, desc="eval", unit="batch"):
         inputs, extras = to_device(batch, evaluator.device)
         rows = extras.row.cpu().numpy()
@@ -192,7 +194,8 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
                 got.examples.append({
                     "row": int(rows[i]), "image": inputs.image[i].cpu(),
                     "coco2d": coco[i].cpu(), "gt_coco": gt_crop[i].cpu(),
-                    "conf": inputs.det_kp[i, :, 2].cpu()})
+                    "conf": inputs.det_kp[i, :, 2].cpu(), **_mesh_example(evaluator, inputs,
+                                                                          pred, out.transl, i)})
     return got
 
 
@@ -223,6 +226,18 @@ def distribution_scores(got: Collected, hypotheses: torch.Tensor, gt_coco: torch
     got.energy.append((metrics.energy_score(x, y) * metrics.MM_PER_M).cpu())
     got.covered.append(metrics.ball_coverage(x, y, CALIBRATION_Q).transpose(0, 1).cpu())
     got.visible.append(visible.cpu())
+
+
+def _mesh_example(evaluator: Evaluator, inputs: ModelInput, pred: torch.Tensor,
+                  transl: torch.Tensor, i: int, meshes: int = 5) -> dict:
+    """What the mesh figure (eval/figures.py) needs of crop i of a batch: the SMPL meshes of its
+    first `meshes` hypotheses (model frame), the camera translation, the mode's pelvis (camera
+    frame) and the crop's camera."""
+    verts = pred[i, :meshes]
+    pelvis = evaluator.smpl_regressor[0] @ verts[0] + transl[i]
+    return {"meshes": verts.cpu(), "transl": transl[i].cpu(), "pelvis": pelvis.cpu(),
+            "center": inputs.center[i].cpu(), "scale": inputs.scale[i].cpu(),
+            "focal": inputs.focal[i].cpu(), "img_size": inputs.img_size[i].cpu()}
 
 
 def plausibility(points_px: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tensor,

@@ -1,7 +1,8 @@
 """Reports of an evaluation: `metrics.json`, `report.md` laid out like the paper's Tables 1
 and 2 (the paper's numbers beside ours for the real datasets under the paper profile), and the
 plots: PVE against the number of hypotheses (Fig. S1), crops with the cloud of hypotheses of the
-most ambiguous joint and the ground-truth star (Fig. 1), hypotheses overlaid on the crops."""
+most ambiguous joint and the ground-truth star (Fig. 1), hypotheses overlaid on the crops, and the
+meshes of a few crops (Fig. 5, eval/figures.py)."""
 from __future__ import annotations
 
 import json
@@ -18,6 +19,7 @@ from train.inputs import crop_rgb  # noqa: E402
 
 from . import metrics  # noqa: E402
 from .examples import EVAL_CROP  # noqa: E402
+from .figures import draw_cloud, plot_meshes  # noqa: E402
 from .protocol import CALIBRATION_Q, Collected  # noqa: E402
 
 # docs/method.md §6: the paper's numbers (Tables 1 and 2, with the mask loss), mm / % / px;
@@ -153,6 +155,12 @@ def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, check
     _plot_overlays(out_dir / "hypotheses.png", got.examples)
     lines += ["## Plots", "", "![clouds](ambiguous_joint_clouds.png)", "",
               "![hypotheses](hypotheses.png)", ""]
+    if got.faces is not None and plot_meshes(out_dir / "meshes.png", got.examples, got.faces):
+        lines += ["## Meshes (Fig. 5)", "",
+                  "Per crop: the mode mesh over the crop, 4 sampled meshes, the side view of "
+                  "these 5 hypotheses (turned 90° about the vertical axis through the mode's "
+                  "pelvis: depth runs left to right) and every hypothesis of the most ambiguous "
+                  "joint (red star: ground truth).", "", "![meshes](meshes.png)", ""]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines))
     return report
@@ -237,15 +245,7 @@ def _crop_grid(path: Path, examples: list[dict], draw) -> None:
 
 def _plot_clouds(path: Path, examples: list[dict]) -> None:
     """Fig. 1: the 100 hypotheses of each crop's most ambiguous joint, and the ground truth."""
-    def draw(ax, ex, pts):
-        joint = int(np.argmax(pts.std(0).sum(-1)))
-        gt = (ex["gt_coco"].numpy()[joint] + 1) * ex["image"].shape[-1] / 2
-        ax.scatter(pts[:, joint, 0], pts[:, joint, 1], s=3, c="cyan", alpha=0.6)
-        ax.scatter([gt[0]], [gt[1]], s=80, marker="*", c="red")
-        ax.set_title(f"row {ex['row']}, joint {joint} (conf {float(ex['conf'][joint]):.2f})",
-                     fontsize=6)
-
-    _crop_grid(path, examples, draw)
+    _crop_grid(path, examples, draw_cloud)
 
 
 def _plot_overlays(path: Path, examples: list[dict]) -> None:

@@ -105,9 +105,17 @@ def _detect(rows: LabelRows, ok: np.ndarray, root: Path, images: dict,
     batch = settings.runtime.batch_size
     for start in range(0, len(ok), batch):
         part = ok[start:start + batch]
-        crops = np.stack([DetectorCrop(rows.center[i].astype(np.float64), float(rows.scale[i]))
-                          .crop(images[rows.image[i]][0][:, :, ::-1]) for i in part])
-        requests = [CropRequest(root / rows.image[i], rows.center[i].astype(np.float64),
-                                float(rows.scale[i])) for i in part]
-        heat.append(np.asarray(detector(crops, requests), np.float32))
+        crops, requests = zip(*(detector_input(images[rows.image[i]][0][:, :, ::-1],
+                                               root / rows.image[i],
+                                               rows.center[i].astype(np.float64),
+                                               float(rows.scale[i])) for i in part))
+        heat.append(np.asarray(detector(np.stack(crops), list(requests)), np.float32))
     return np.concatenate(heat)
+
+
+def detector_input(rgb: np.ndarray, image_path: Path, center: np.ndarray,
+                   scale: float) -> tuple[np.ndarray, CropRequest]:
+    """The detector's 256×192 RGB input of one box (center (2,) float64, scale) of a full RGB
+    image, and its request."""
+    return (DetectorCrop(center, scale).crop(rgb),
+            CropRequest(image_path, center, scale))

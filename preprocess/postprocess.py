@@ -43,10 +43,8 @@ def postprocess(heatmaps: torch.Tensor, rows: LabelRows, masks: dict[str, np.nda
     `rows.mask`; row_ids: (B,) the rows' indices in their store, which key their random streams.
     """
     n, s = len(rows), settings.samples
-    uv, conf = decode_dark_udp(heatmaps)
     crop = DetectorCrop(rows.center.astype(np.float64), rows.scale.astype(np.float64))
-    xy = crop.heatmap_to_image(uv.double().cpu().numpy())
-    keypoints = np.concatenate([xy, conf.cpu().numpy()[..., None]], -1).astype(np.float32)
+    keypoints = detector_keypoints(heatmaps, crop)
     uniforms = torch.from_numpy(row_uniforms(settings.seed, settings.dataset, row_ids,
                                              samples=s)).to(heatmaps.device)
     drawn = sample_heatmaps(heatmaps, uniforms, settings.min_heatmap_value)
@@ -60,6 +58,14 @@ def postprocess(heatmaps: torch.Tensor, rows: LabelRows, masks: dict[str, np.nda
     return RowResults(keypoints, index.astype(np.uint16),
                       drawn.value.cpu().numpy().astype(np.float16),
                       distance.astype(np.float16), reason.astype(np.uint8))
+
+
+def detector_keypoints(heatmaps: torch.Tensor, crop: DetectorCrop) -> np.ndarray:
+    """(B, 17, 3) float32 image x, y and max confidence of heatmaps (B, 17, 64, 48) of the boxes
+    of `crop`: the DARK-UDP pose, the store's `detector/keypoints`."""
+    uv, conf = decode_dark_udp(heatmaps)
+    xy = crop.heatmap_to_image(uv.double().cpu().numpy())
+    return np.concatenate([xy, conf.cpu().numpy()[..., None]], -1).astype(np.float32)
 
 
 def mask_distances(names: np.ndarray, points: np.ndarray, masks: dict[str, np.ndarray],

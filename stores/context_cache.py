@@ -207,14 +207,19 @@ def _build_shard(store_path: str, cache: str, index: int, shard_rows: int, crop_
             rgba[m] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGBA)
             rgba[m][..., 3] = _read_mask(root, m, mask_rule) if m else 0
         for i, m in zip(rows, mask_names):
-            images[i] = cv2.warpAffine(rgba[m], matrices[i], (size, size),
-                                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                       borderValue=0)
+            images[i] = cut_context(rgba[m], matrices[i], size)
     group = zarr.open_group(cache, mode="r+")
     group["image"][sl] = images
     distance = store.read("samples/mask_distance", sl).astype(np.float16).view(np.uint16)
     group["samples"][sl] = np.stack([store.read("samples/index", sl), distance], 1)
     return decoded
+
+
+def cut_context(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The size × size context of a frame (H, W, channels) through its `context_matrix` (2, 3):
+    bilinear, zero outside the frame."""
+    return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def _read_mask(root: Path, name: str, rule: dict) -> np.ndarray:

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from body.joints import COCO17_NAMES
-from synthetic.raster import Raster, project, rasterize
+from body.raster import Raster, project, rasterize
+from body.render import face_normals, lambert
 
 from .sidecar import (
     OBJECT_OCCLUDED, OUTSIDE_IMAGE, PERSON_OCCLUDED, SELF_OCCLUDED, VISIBLE, write_sidecar,
@@ -148,21 +149,13 @@ class RenderedScene:
         write_sidecar(image_path, (w, h), self.coco_xy, self.coco_state, self.person_map)
 
 
-def _face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    tri = vertices[faces]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
 def _shade(raster: Raster, people: list[Person], occluders: list[Occluder],
            base: np.ndarray) -> np.ndarray:
-    light = np.array([0.3, -0.5, -1.0]) / np.linalg.norm([0.3, -0.5, -1.0])
     image = base.copy()
     for index, person in enumerate(people):
         hit = raster.mesh == index
         faces = raster.face[hit]
-        normals = _face_normals(person.vertices, person.topology.faces)[faces]
-        intensity = 0.35 + 0.65 * np.abs(normals @ light)
+        intensity = lambert(face_normals(person.vertices, person.topology.faces)[faces])
         image[hit] = person.colors[person.topology.face_color[faces]] * intensity[:, None]
     rows, cols = np.indices(raster.mesh.shape)
     for k, occ in enumerate(occluders):

@@ -1,6 +1,7 @@
 """The package layering, read from the source (ast, nothing imported): who may import whom.
 
-core ← body ← stores ← {synthetic, preprocess, train} ← eval; benchmarks may use anything.
+core ← body ← stores ← {synthetic, preprocess, train} ← eval ← infer; benchmarks may use
+anything.
 eval takes from train only the model, its checkpoints and the model-input builder. Relative
 imports and imports inside functions count. No cycles between packages.
 """
@@ -17,6 +18,7 @@ ALLOWED = {
     "preprocess": {"body", "stores", "synthetic", "core"},
     "train": {"body", "stores", "core"},
     "eval": {"body", "stores", "core", "train"},
+    "infer": {"core", "body", "stores", "synthetic", "preprocess", "train", "eval"},
     "benchmarks": {"core", "body", "stores", "synthetic", "preprocess", "train", "eval"},
 }
 EVAL_FROM_TRAIN = ("train.model", "train.checkpoint", "train.checkpoints_external", "train.inputs")

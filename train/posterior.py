@@ -78,8 +78,10 @@ class PosePosterior:
         return self._poses(self.model.flow.sample_with_mode(self.condition, n, generator))
 
     def log_prob(self, pose6d: Tensor) -> Tensor:
-        """(B,) log-density of poses (B, 22, 6)."""
-        return self.model.flow.log_prob(pose6d.flatten(1), self.condition)
+        """The flow's exact log-density of poses (B, 22, 6) → (B,), or of H poses per crop
+        (B, H, 22, 6) → (B, H) (each under its own crop's condition)."""
+        x = pose6d.reshape(-1, NUM_BODY_JOINTS_SMPLX * 6)
+        return self.model.flow.log_prob(x, self.condition).reshape(pose6d.shape[:-2])
 
     def shape_camera(self) -> tuple[Tensor, Tensor]:
         """(betas (B, 11), weak-perspective camera (B, 3)) of the HMR head, computed once."""

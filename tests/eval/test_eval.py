@@ -55,8 +55,9 @@ def test_report_files_and_sane_metrics(trained):
     assert "Table 1" in report and "profile `synthetic`" in report
     assert "| paper |" not in report and "do not apply here" in report
     assert "2DKP detector (px)" in report and "energy score (mm)" in report
-    for plot in ("pve_vs_n.png", "ambiguous_joint_clouds.png", "hypotheses.png"):
+    for plot in ("pve_vs_n.png", "ambiguous_joint_clouds.png", "hypotheses.png", "meshes.png"):
         assert (out / plot).stat().st_size > 1000
+    assert "![meshes](meshes.png)" in report and "Fig. 5" in report
 
 
 @pytest.mark.parametrize("paper_numbers", [True, False])

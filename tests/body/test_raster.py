@@ -1,11 +1,11 @@
-"""Tests of synthetic/raster.py: a brute-force reference, hand-computed rectangles, watertightness,
+"""Tests of body/raster.py: a brute-force reference, hand-computed rectangles, watertightness,
 perspective-correct depth, the near plane, tie rules and shading."""
 import numpy as np
 import pytest
 from scipy.spatial import ConvexHull
 
-from synthetic import raster
-from synthetic.raster import project, rasterize
+from body import raster
+from body.raster import project, rasterize
 
 W, H = 40, 30
 # dyadic focal length and centre: points built from pixel coordinates project back exactly

@@ -1,0 +1,1 @@
+"""The demo: the model on any image (`python -m infer IMAGE …`, `make infer IMAGE=…`)."""
