@@ -2,16 +2,17 @@
 never decodes a full frame.
 
 `<store path without .zarr>.context.zarr` is a companion Zarr v3 group of one store, rows aligned
-with the store's rows (format version 2; docs/context_cache.md has the measurements):
+with the store's rows (format version 2):
 
 | array | shape, dtype | meaning |
 |---|---|---|
-| `context` | (N, W) uint8 | one encoded row, zero-padded to W = 4 + C²/8 + 3·C²: the JPEG's
+| `context` | (N, W) uint8 | one encoded row, zero-padded to W = 4 + C²/8 + 3·C² + 2048: the JPEG's
   length n (uint32, little-endian), the C×C union person mask as a packed bit plane
   (`np.packbits`, row-major; 1 person, 0 not or outside the image; all 0 without a mask), then
   the n bytes of the JPEG (quality `JPEG_QUALITY`, 4:2:0) of the RGB context crop (zero outside
   the image). n = 0: a row the store does not keep |
-| `samples` | (N, 2, 17, S) uint16 | [0]: the store's `samples/index`; [1]: the bits of its float16 `samples/mask_distance` (one row read gives both) |
+| `samples` | (N, 2, 17, S) uint16 | [0]: the store's `samples/index`; [1]: the bits of its
+  float16 `samples/mask_distance` (one row read gives both) |
 
 The context of a box (center c, scale s, side b = 200·s) is the square of side b·C/crop_size
 (= context_factor·b when C = context_factor·crop_size is whole) around c, resampled to C×C with
@@ -20,6 +21,13 @@ model crop of the original box is a pure shift of the context. Frame and mask go
 bilinear 4-channel warp: the 0/1 mask channel rounds to the mask thresholded at ½. The mask is
 stored exactly; the RGB crop is JPEG-coded (mean absolute error ≈ 2 grey levels). The affine is
 not stored: `context_matrix(center, scale)` recomputes it.
+
+Why JPEG at quality 90 (measured on 280² crops; docs/real_data.md "Expected disk and time"):
+version 1 kept raw RGBA rows (≈ 208 KB per row, ≈ 190 GB for BEDLAM). On photographs, quality
+75/85/90/95 give ≈ 15/20/24/34 KB and a mean absolute error of 3.4/2.7/2.2/1.6 grey levels; 90 is
+the highest quality whose row (with mask and samples, ≈ 28 KB) stays under 30 KB. 4:4:4 chroma
+costs 16 % more for 0.3 less error; WebP is smaller but decodes 3–30× slower. The source frames of
+3DPW and EMDB are JPEGs already.
 
 Both arrays hold one row per inner chunk inside shards of `shard_rows` rows (Blosc zstd, which
 squeezes the padding to a few bytes and passes the JPEG through), read straight from the shard
@@ -63,7 +71,8 @@ CACHE_VERSION = 2  # 1: raw RGBA rows (Blosc lz4), ≈ 200 KB per row
 SUFFIX = ".context.zarr"
 CODEC = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 JPEG_QUALITY = 90
-JPEG_LIBRARY = next((line.split(":", 1)[1].strip() for line in cv2.getBuildInformation().splitlines()
+JPEG_LIBRARY = next((line.split(":", 1)[1].strip()
+                     for line in cv2.getBuildInformation().splitlines()
                      if line.strip().startswith("JPEG:")), "unknown")
 SHARD_ROWS = 256
 _HOST = socket.gethostname().replace("-", "_")
@@ -89,8 +98,8 @@ def context_matrix(center, scale, crop_size: int, size: int) -> np.ndarray:
 
 def row_width(size: int) -> int:
     """W of the `context` array: the length word, the packed mask and room for any JPEG (the raw
-    RGB size bounds a JPEG of quality ≤ 95)."""
-    return 4 + -(-size * size // 8) + 3 * size * size
+    RGB size plus 2 KB of headers bounds a JPEG of quality ≤ 95; the padding costs no disk)."""
+    return 4 + -(-size * size // 8) + 3 * size * size + 2048
 
 
 def encode_context(bgr: np.ndarray, mask: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
