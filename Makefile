@@ -6,16 +6,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 DATA ?= data
-PROFILE ?= synthetic
+# PROFILE= unset: the rule of core/profiles.py (a real dataset runs with paper, else synthetic)
+PROFILE ?=
 DATASET ?= synthetic
 # extra pipelines.yaml overrides, e.g. ARGS="synthetic.seed=1": every step of a target gets the
 # same ARGS (so a store precomputed by `make train ARGS=…` matches the one training reads), and
-# every step that reads a profile gets PROFILE
+# every step that reads a profile gets PROFILE when it is set
 ARGS ?=
+P := $(if $(PROFILE),profile=$(PROFILE))
 export HUMR_DATA := $(abspath $(DATA))
 
 .PHONY: setup test lint demo data body-models precompute train eval eval-emdb eval-3dpw ablation \
-	bench clean
+	bench clean import-reference
 
 setup: $(VENV)/.installed
 
@@ -51,26 +53,36 @@ data: setup
 	$(PY) -m preprocess data --dataset $(DATASET) $(ARGS)
 
 precompute: setup
-	$(PY) -m preprocess precompute $(DATASET) profile=$(PROFILE) $(ARGS)
+	$(PY) -m preprocess precompute $(DATASET) $(P) $(ARGS)
 
-# the synthetic profile precomputes its stores first (a no-op when they are complete)
+# the synthetic-world stores of train.stores are precomputed first (a no-op when complete);
+# real ones by make precompute DATASET=…
 train: setup
-	$(if $(filter synthetic,$(PROFILE)),$(PY) -m preprocess precompute synthetic \
-		profile=$(PROFILE) $(ARGS) &&) \
-	$(PY) -m train fit profile=$(PROFILE) $(ARGS)
+	$(PY) -m preprocess precompute train.stores $(P) $(ARGS)
+	$(PY) -m train fit $(P) $(ARGS)
 
-# DATASET=synthetic evaluates its test split; CKPT= picks a checkpoint (default: the latest run)
+# DATASET=synthetic evaluates its test split (precomputed first, a no-op when complete); CKPT=
+# picks a checkpoint (default: the latest run)
 eval: setup
+	$(if $(filter synthetic,$(DATASET)),$(PY) -m preprocess precompute synthetic-test $(P) $(ARGS))
 	$(PY) -m eval run --dataset $(if $(filter synthetic,$(DATASET)),synthetic-test,$(DATASET)) \
-		$(if $(CKPT),--ckpt $(CKPT)) profile=$(PROFILE) $(ARGS)
+		$(if $(CKPT),--ckpt $(CKPT)) $(P) $(ARGS)
 
 eval-emdb: setup
-	$(PY) -m eval run --dataset emdb $(if $(CKPT),--ckpt $(CKPT)) profile=$(PROFILE) $(ARGS)
+	$(PY) -m eval run --dataset emdb $(if $(CKPT),--ckpt $(CKPT)) $(P) $(ARGS)
 
 eval-3dpw: setup
-	$(PY) -m eval run --dataset 3dpw-test $(if $(CKPT),--ckpt $(CKPT)) profile=$(PROFILE) $(ARGS)
+	$(PY) -m eval run --dataset 3dpw-test $(if $(CKPT),--ckpt $(CKPT)) $(P) $(ARGS)
 
-# the paper's ablations (Tables 3, S2) on the synthetic world, ≈ 45 min on 2 cores; QUICK=1: minutes
+# the reference release's files into a store: NPZ= annotation file, SAMPLES= its heatmap_samples
+# folder, IMAGES= the folder its imgnames start from, NAME= store name; optional MASKS=, LAYOUT=
+# (bedlam, agora, emdb, 3dpw), SPLIT=, ROOT= (docs/real_data.md)
+import-reference: setup
+	$(PY) -m preprocess import-reference --npz $(NPZ) --samples $(SAMPLES) --images $(IMAGES) \
+		--name $(NAME) $(if $(MASKS),--masks $(MASKS)) $(if $(LAYOUT),--layout $(LAYOUT)) \
+		$(if $(SPLIT),--split $(SPLIT)) $(if $(ROOT),--root $(ROOT)) profile=$(PROFILE) $(ARGS)
+
+# the paper's ablations (Tables 3, S2) on the synthetic world, 8 variants × 3 seeds; QUICK=1: minutes
 ablation: setup
 	$(PY) -m preprocess precompute synthetic $(ARGS)
 	$(PY) -m eval ablation $(if $(QUICK),--quick) $(ARGS)

@@ -42,6 +42,24 @@ SMPLX_KEYS = SMPL_KEYS + (
     "lmk_faces_idx", "lmk_bary_coords",
 )
 SMPLX_FULL_SHAPE_SPACE = 400  # 300 shape + 100 expression columns
+_READ_LOGS: list[set[Path]] = []
+
+
+@contextlib.contextmanager
+def files_read():
+    """While inside, the set it yields collects every body-model file read (resolved paths):
+    what a dataset reader's labels depend on (the store fingerprint hashes them)."""
+    log: set[Path] = set()
+    _READ_LOGS.append(log)
+    try:
+        yield log
+    finally:
+        _READ_LOGS.remove(log)
+
+
+def _note_read(path: Path) -> None:
+    for log in _READ_LOGS:
+        log.add(path.resolve())
 
 
 def _check_gender(gender: str) -> str:
@@ -105,6 +123,7 @@ def read_model_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"body model file not found: {path}")
+    _note_read(path)
     if path.suffix == ".npz":
         return _read_npz(path)
     return load_legacy_pickle(path)
@@ -184,6 +203,7 @@ def load_smplx2smpl(root: str | Path) -> torch.Tensor:
         raise FileNotFoundError(f"neither {dense} nor {upstream} exists")
     if key not in data:
         raise KeyError(f"{path}: missing key '{key}'")
+    _note_read(path)
     matrix = data[key]
     matrix = matrix.toarray() if scipy.sparse.issparse(matrix) else np.asarray(matrix)
     if matrix.ndim != 2 or matrix.shape[0] != 6890 or matrix.shape[1] < 10475:
@@ -196,6 +216,7 @@ def load_h36m_regressor(root: str | Path) -> torch.Tensor:
     path = Path(root) / "J_regressor_h36m.npy"
     if not path.exists():
         raise FileNotFoundError(f"H36M regressor not found: {path}")
+    _note_read(path)
     reg = np.load(path)
     if reg.shape != (17, 6890):
         raise ValueError(f"{path}: shape {reg.shape}, expected (17, 6890)")

@@ -95,6 +95,8 @@ def upgrade_saved_config(saved: dict) -> dict:
     """A saved configuration (plain dict) with today's key names: renamed keys moved, removed ones
     dropped; the input is not changed."""
     saved = OmegaConf.to_container(OmegaConf.create(saved))
+    # its profile table was applied when it was saved; merged into today's it could only clash
+    saved.pop("profiles", None)
     for old, (new, convert) in RENAMED_KEYS.items():
         section, key = old.split(".")
         if key in saved.get(section, {}):

@@ -64,6 +64,7 @@ RANGES: dict[str, Rule] = {
     "synthetic.*.depth_range": each(above(0)),
     "synthetic.*.occluder_p": PROBABILITY,
     "synthetic.*.second_person_p": PROBABILITY,
+    "synthetic.*.second_person_front_p": PROBABILITY,
     "synthetic.contact_sheet_crops": at_least(1),
     "datasets.*.train_fraction": between(0, 1),
     "datasets.*.split": one_of("train", "test"),
@@ -109,6 +110,8 @@ RANGES: dict[str, Rule] = {
     "backbone_pretraining.lr": above(0),
     "backbone_pretraining.warmup_steps": at_least(0),
     "backbone_pretraining.checkpoint_every": at_least(1),
+    "ablation.seeds": each(at_least(0)),
+    "ablation.quick.seeds": each(at_least(0)),
 }
 
 # pairs of keys (a, b) whose values must satisfy a ≤ b

@@ -26,6 +26,7 @@ class ModelSchema:
     backbone: str = MISSING
     backbone_options: dict[str, Any] = field(default_factory=dict)
     backbone_checkpoint: Optional[str] = MISSING
+    allow_random_backbone: bool = MISSING
     freeze_backbone: bool = MISSING
     pose_mlp: list[int] = _field(each(at_least(1)))
     use_pose_condition: bool = MISSING

@@ -6,6 +6,8 @@ samples. Every metric is one batched tensor expression (no Python loops over ima
 or joints), keeps the device of its inputs and works in their dtype; the exceptions run on the
 CPU by scipy: `heatmap_wasserstein` (an exact assignment per (image, joint)) and
 `perc_in_min_dist` (exact nearest mask pixels by a k-d tree).
+The scores of a whole distribution (`energy_score`, `ball_coverage`) take the random samples
+only, never the mode.
 """
 from __future__ import annotations
 
@@ -17,11 +19,14 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from body.joints import H36M_TO_LSP14, PELVIS_3DPW_H36M, PELVIS_EMDB_SMPL24, SMPL_TO_COCO17
+from body.joints import (COCO17_NAMES, H36M_TO_LSP14, PELVIS_3DPW_H36M, PELVIS_EMDB_SMPL24,
+                         SMPL_TO_COCO17)
 from body.pixels import INSIDE_MASK_PX
 
 MM_PER_M = 1000.0
 PROTOCOLS = ("emdb", "3dpw")
+COCO17_HIPS = (COCO17_NAMES.index("left_hip"), COCO17_NAMES.index("right_hip"))
+RIGHT_PERSON_BOX_FRACTION = 0.1  # docs/method.md §6 "Right person"
 
 
 # ---------------------------------------------------------------- distribution accuracy
@@ -140,6 +145,48 @@ def min_of_n_curve(errors: Tensor, ns: Sequence[int]) -> dict[int, float]:
     return {int(n): float(curve[n - 1]) for n in ns}
 
 
+def center_on_mid_hip(coco: Tensor) -> Tensor:
+    """COCO-17 joints (..., 17, 3) minus the mean of their two hips (the scores' root, as MPJPE's
+    pelvis: the camera translation plays no part)."""
+    return coco - coco[..., list(COCO17_HIPS), :].mean(-2, keepdim=True)
+
+
+# ---------------------------------------------------------------- scores of the distribution
+
+def energy_score(samples: Tensor, truth: Tensor) -> Tensor:
+    """Energy score (docs/method.md §6 "Scores"), a proper scoring rule, in the unit of its inputs.
+
+    samples (..., M, D) the M ≥ 2 random hypotheses of each case, truth (..., D). Unbiased form:
+    ES = 1/M Σ_i ‖X_i − y‖ − 1/(2 M (M − 1)) Σ_{i≠j} ‖X_i − X_j‖ (the diagonal i = j is zero
+    and the sum over i ≠ j is divided by the M (M − 1) ordered pairs). Returns (...).
+    """
+    m = samples.shape[-2]
+    if m < 2:
+        raise ValueError(f"the energy score needs at least 2 samples, got {m}")
+    accuracy = torch.linalg.vector_norm(samples - truth[..., None, :], dim=-1).mean(-1)
+    flat = samples.reshape(-1, m, samples.shape[-1])
+    # exact distances: the matrix-product shortcut loses float32 digits for close samples
+    pairs = torch.cdist(flat, flat, compute_mode="donot_use_mm_for_euclid_dist")
+    sharpness = pairs.sum((-1, -2)).reshape(samples.shape[:-2]) / (2 * m * (m - 1))
+    return accuracy - sharpness
+
+
+def ball_coverage(samples: Tensor, truth: Tensor, qs: Sequence[float]) -> Tensor:
+    """Whether the truth lies in the central q % region of the samples (docs/method.md §6
+    "Scores"): the ball around the samples' mean whose radius is the q-th percentile (linear
+    interpolation) of the samples' distances to that mean, boundary included.
+
+    samples (..., M, D), truth (..., D), qs in (0, 100). Returns (len(qs), ...) bool; its mean
+    over cases is the coverage, q / 100 for a calibrated forecast (up to O(1/M) because the mean
+    is estimated from the same samples).
+    """
+    centre = samples.mean(-2)
+    radii = torch.linalg.vector_norm(samples - centre[..., None, :], dim=-1)  # (..., M)
+    levels = torch.tensor([q / 100 for q in qs], dtype=radii.dtype, device=radii.device)
+    limits = torch.quantile(radii, levels, dim=-1)  # (Q, ...)
+    return torch.linalg.vector_norm(truth - centre, dim=-1) <= limits
+
+
 # ---------------------------------------------------------------- consistency and diversity
 
 def keypoint_2d_error(pred_2d: Tensor, gt_2d: Tensor, visible: Tensor) -> tuple[Tensor, int]:
@@ -156,6 +203,17 @@ def keypoint_2d_error(pred_2d: Tensor, gt_2d: Tensor, visible: Tensor) -> tuple[
     count = int(vis.sum())
     total = torch.where(vis, dist, torch.zeros_like(dist)).sum()
     return (total / count if count else torch.full_like(total, torch.nan)), count
+
+
+def right_person(det_px: Tensor, gt_px: Tensor, visible: Tensor, box_px: float,
+                 fraction: float = RIGHT_PERSON_BOX_FRACTION) -> Tensor:
+    """Crops whose detector found the right person (docs/method.md §6 "Right person"): the median
+    (interpolated) of the detector's errors over its visible joints is at most `fraction` of the
+    box size `box_px` (crop px). det_px, gt_px (B, 17, 2), visible (B, 17) bool → (B,) bool; a
+    crop with no visible joint is not counted as right."""
+    err = torch.linalg.vector_norm(det_px - gt_px, dim=-1)
+    err = torch.where(visible, err, torch.full_like(err, torch.nan))
+    return torch.nanquantile(err, 0.5, dim=-1) <= fraction * box_px
 
 
 def spread_3d(joints: Tensor, joints_mask: Tensor) -> Tensor:

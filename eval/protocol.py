@@ -23,6 +23,8 @@ from train.model import NUM_BETAS, ProbabilisticHMR
 from . import metrics
 from .examples import EVAL_CROP, TestExamples
 
+CALIBRATION_Q = (50, 90)  # % central regions of the calibration (docs/method.md §6 "Scores")
+
 
 @dataclass
 class Collected:
@@ -31,6 +33,13 @@ class Collected:
     errors: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # (B, N) each
     kp2d_mode: list[tuple[float, int]] = field(default_factory=list)  # (mean px, triples)
     kp2d_samples: list[tuple[float, int]] = field(default_factory=list)
+    kp2d_detector: list[tuple[float, int]] = field(default_factory=list)
+    # mode, samples, detector on the crops where the detector found the right person
+    kp2d_right: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    right_crops: int = 0
+    energy: list[torch.Tensor] = field(default_factory=list)  # (B, 17) mm per (image, joint)
+    covered: list[torch.Tensor] = field(default_factory=list)  # (B, Q, 17) bool, CALIBRATION_Q
+    visible: list[torch.Tensor] = field(default_factory=list)  # (B, 17) bool
     spread_visible: list[tuple[float, int]] = field(default_factory=list)  # (mean mm, joints)
     spread_invisible: list[tuple[float, int]] = field(default_factory=list)
     percin: list[tuple[float, int]] = field(default_factory=list)  # (%, points)
@@ -157,9 +166,9 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
         gt2d = torch.as_tensor(labels.kp2d_coco[rows], device=evaluator.device)
         gt_crop = (gt2d - inputs.center[:, None]) / (100 * inputs.scale[:, None, None])
         to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
-        for part, sl in ((got.kp2d_mode, slice(0, 1)), (got.kp2d_samples, slice(1, None))):
-            mean, count = metrics.keypoint_2d_error(to256(coco[:, sl]), to256(gt_crop), visible)
-            part.append((float(mean), count))
+        consistency(got, to256(coco), to256(inputs.det_kp[..., :2]), to256(gt_crop), visible)
+        distribution_scores(got, joints, metrics.coco17_of_smpl_mesh(
+            gt_verts, evaluator.smpl_regressor, evaluator.vertex_ids), visible)
         for part, sel in ((got.spread_visible, visible), (got.spread_invisible, ~visible)):
             if sel.any():
                 part.append((float(metrics.spread_3d(joints, sel)), int(sel.sum())))
@@ -185,6 +194,35 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
                     "coco2d": coco[i].cpu(), "gt_coco": gt_crop[i].cpu(),
                     "conf": inputs.det_kp[i, :, 2].cpu()})
     return got
+
+
+def consistency(got: Collected, coco_px: torch.Tensor, det_px: torch.Tensor,
+                gt_px: torch.Tensor, visible: torch.Tensor) -> None:
+    """2DKP of one batch (docs/method.md §6): the mode, the samples and the detector on the
+    visible joints of every crop, and the same three on the crops where the detector found the
+    right person (`metrics.right_person`). coco_px (B, H, 17, 2), det_px and gt_px (B, 17, 2),
+    all in 256-crop px; visible (B, 17) bool."""
+    right = metrics.right_person(det_px, gt_px, visible, EVAL_CROP)
+    got.right_crops += int(right.sum())
+    for name, points in (("mode", coco_px[:, :1]), ("samples", coco_px[:, 1:]),
+                         ("detector", det_px[:, None])):
+        for part, sel in ((getattr(got, f"kp2d_{name}"), visible),
+                          (got.kp2d_right.setdefault(name, []), visible & right[:, None])):
+            mean, count = metrics.keypoint_2d_error(points, gt_px, sel)
+            part.append((float(mean), count))
+
+
+def distribution_scores(got: Collected, hypotheses: torch.Tensor, gt_coco: torch.Tensor,
+                        visible: torch.Tensor) -> None:
+    """Energy score (mm) and ball coverage at `CALIBRATION_Q` of one batch, per (image, joint),
+    3D, each body on its own mid-hip (docs/method.md §6 "Scores"). hypotheses (B, H, 17, 3) the
+    COCO-17 of every hypothesis (model frame, metres; slot 0, the mode, is not scored), gt_coco
+    (B, 17, 3) the ground truth's (camera frame)."""
+    x = metrics.center_on_mid_hip(hypotheses[:, 1:]).transpose(1, 2)  # (B, 17, M, 3)
+    y = metrics.center_on_mid_hip(gt_coco)
+    got.energy.append((metrics.energy_score(x, y) * metrics.MM_PER_M).cpu())
+    got.covered.append(metrics.ball_coverage(x, y, CALIBRATION_Q).transpose(0, 1).cpu())
+    got.visible.append(visible.cpu())
 
 
 def plausibility(points_px: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tensor,

@@ -1,7 +1,7 @@
 """Reports of an evaluation: `metrics.json`, `report.md` laid out like the paper's Tables 1
-and 2 (the paper's numbers beside ours for the real datasets), and the plots: PVE against the
-number of hypotheses (Fig. S1), crops with the cloud of hypotheses of the most ambiguous joint
-and the ground-truth star (Fig. 1), hypotheses overlaid on the crops."""
+and 2 (the paper's numbers beside ours for the real datasets under the paper profile), and the
+plots: PVE against the number of hypotheses (Fig. S1), crops with the cloud of hypotheses of the
+most ambiguous joint and the ground-truth star (Fig. 1), hypotheses overlaid on the crops."""
 from __future__ import annotations
 
 import json
@@ -17,15 +17,18 @@ import torch  # noqa: E402
 from train.inputs import crop_rgb  # noqa: E402
 
 from . import metrics  # noqa: E402
-from .protocol import Collected  # noqa: E402
+from .examples import EVAL_CROP  # noqa: E402
+from .protocol import CALIBRATION_Q, Collected  # noqa: E402
 
-# docs/method.md §6: the paper's numbers (Tables 1 and 2), mm / % / px
+# docs/method.md §6: the paper's numbers (Tables 1 and 2, with the mask loss), mm / % / px;
+# kp2d = (mode, samples) px, spread = (visible, invisible) mm
 PAPER = {
     "3dpw": {"best_of_100": {"mpjpe": 46.2, "pa_mpjpe": 29.8, "pve": 54.4},
-             "mode": {"mpjpe": 62.2, "pa_mpjpe": 40.9, "pve": 73.9}},
+             "mode": {"mpjpe": 62.2, "pa_mpjpe": 40.9, "pve": 73.9},
+             "kp2d": (4.77, 5.94), "spread": (34.8, 75.1)},
     "emdb": {"best_of_100": {"mpjpe": 63.6, "pa_mpjpe": 40.9, "pve": 72.0},
              "mode": {"mpjpe": 84.3, "pa_mpjpe": 56.1, "pve": 97.7},
-             "percin": 91.4, "mindist": 0.616},
+             "kp2d": (5.02, 6.34), "spread": (40.8, 87.8), "percin": 91.4, "mindist": 0.616},
 }
 
 
@@ -42,13 +45,13 @@ def summarize(got: Collected, hypotheses: int, curve_ns: list[int]) -> dict:
         e = torch.cat(parts)
         out["best_of_n"][name] = float(metrics.min_of_n(e).mean())
         out["mode"][name] = float(e[:, 0].mean())
-    out["kp2d_error_px"] = {"mode": _weighted(got.kp2d_mode),
-                            "samples": _weighted(got.kp2d_samples)}
+    out["kp2d_error_px"] = _kp2d(got)
     out["spread_3d_mm"] = {"visible": _weighted(got.spread_visible),
                            "invisible": _weighted(got.spread_invisible)}
     out["percin"] = _weighted(got.percin)
     out["mindist_px"] = _weighted(got.mindist)
     out["percin_points"] = int(sum(n for _, n in got.percin))
+    out.update(_distribution_scores(got))
     w1 = torch.cat(got.heatmap_w1) if got.heatmap_w1 else torch.zeros(0)
     out["heatmap_w1_px"] = float(w1.mean()) if len(w1) else float("nan")
     out["heatmap_w1_joints"] = int(len(w1))
@@ -58,6 +61,33 @@ def summarize(got: Collected, hypotheses: int, curve_ns: list[int]) -> dict:
         out["pve_vs_n"] = {str(k): v for k, v in metrics.min_of_n_curve(curve, ns).items()}
         out["pve_vs_n_crops"] = int(curve.shape[0])
     return out
+
+
+def _kp2d(got: Collected) -> dict:
+    """2DKP (px) of the mode, the samples and the detector, over every crop and over the crops
+    where the detector found the right person."""
+    right = {name: _weighted(parts) for name, parts in got.kp2d_right.items()}
+    return {"mode": _weighted(got.kp2d_mode), "samples": _weighted(got.kp2d_samples),
+            "detector": _weighted(got.kp2d_detector),
+            "right_person": {**right, "crops": got.right_crops}}
+
+
+def _by_visibility(values: torch.Tensor, visible: torch.Tensor) -> dict:
+    """Mean of per-(image, joint) values (B, 17) over the visible and the invisible pairs."""
+    def mean(sel: torch.Tensor) -> float:
+        return float(values[sel].double().mean()) if sel.any() else float("nan")
+    return {"visible": mean(visible), "invisible": mean(~visible)}
+
+
+def _distribution_scores(got: Collected) -> dict:
+    """Energy score (mm) and calibration (fractions in [0, 1]), visible and invisible apart."""
+    if not got.energy:
+        return {}
+    visible = torch.cat(got.visible)
+    covered = torch.cat(got.covered)  # (B, Q, 17)
+    return {"energy_score_mm": _by_visibility(torch.cat(got.energy), visible),
+            "calibration": {f"q{q}": _by_visibility(covered[:, i], visible)
+                            for i, q in enumerate(CALIBRATION_Q)}}
 
 
 def rounded(value, digits: int = 6):
@@ -73,20 +103,25 @@ def _fmt(v) -> str:
 
 
 def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, checkpoint: str,
-                 got: Collected) -> Path:
-    """metrics.json, report.md and the plots under out_dir; returns report.md."""
+                 got: Collected, provenance: dict | None = None,
+                 paper_numbers: bool = False) -> Path:
+    """metrics.json, report.md and the plots under out_dir; returns report.md. `provenance`
+    (profile, trained_profile, body_models) is recorded in both; the paper's numbers are shown
+    beside ours only with `paper_numbers` (a real test set under the paper profile)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    provenance = provenance or {}
     result = rounded({**result, "dataset": dataset, "protocol": protocol,
-                      "checkpoint": checkpoint})
+                      "checkpoint": checkpoint, **provenance})
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    paper = PAPER.get(dataset)  # only the real datasets have the paper's numbers
+    paper = PAPER.get(protocol) if paper_numbers else None
     n = result["hypotheses"]
     rows = [("ours", result["best_of_n"], result["mode"])]
     if paper:
         rows.append(("paper", paper["best_of_100"], paper["mode"]))
+    made_by = "".join(f", {k} `{v}`" for k, v in provenance.items())
     lines = [f"# Evaluation: {dataset} ({protocol} protocol)", "",
-             f"Checkpoint `{checkpoint}`, {result['crops']} crops, {n} hypotheses per crop "
-             "(the mode first).", "",
+             f"Checkpoint `{checkpoint}`{made_by}; {result['crops']} crops, {n} hypotheses per "
+             "crop (the mode first).", "",
              "## Distribution accuracy (Table 1), mm", "",
              f"| | best of {n}: MPJPE | PA-MPJPE | PVE | mode: MPJPE | PA-MPJPE | PVE |",
              "|---|---|---|---|---|---|---|"]
@@ -94,19 +129,7 @@ def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, check
     for name, best, mode in rows:
         cells = [_fmt(best[k]) for k in keys] + [_fmt(mode[k]) for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "## Consistency, diversity, plausibility (Table 2)", "",
-              "| | 2DKP mode (px) | 2DKP samples (px) | 3D spread visible (mm) | "
-              "3D spread invisible (mm) | PercIn (%) | MinDist (px) |",
-              "|---|---|---|---|---|---|---|",
-              f"| ours | {_fmt(result['kp2d_error_px']['mode'])} | "
-              f"{_fmt(result['kp2d_error_px']['samples'])} | "
-              f"{_fmt(result['spread_3d_mm']['visible'])} | "
-              f"{_fmt(result['spread_3d_mm']['invisible'])} | {_fmt(result['percin'])} | "
-              f"{result['mindist_px']:.3f} |"]
-    if paper and "percin" in paper:
-        lines.append(f"| paper | | | | | {paper['percin']} | {paper['mindist']} |")
-    if not paper:
-        lines += ["", "This is a SYNTHETIC test set: the paper's numbers do not apply."]
+    lines += _table2(result, paper)
     lines += ["", "2D errors in the pixels of a 256 crop, pooled over the visible (detector conf "
               "> 0.5) joints of every hypothesis; spread over all hypotheses; PercIn/MinDist "
               f"over every hypothesis (the mode included) of the invisible joints of the images "
@@ -118,6 +141,7 @@ def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, check
               "conventions.visible_conf], ground truth in the crop): "
               f"**{_fmt(result['heatmap_w1_px'])} px** (256-crop pixels, "
               f"{result['heatmap_w1_joints']} joints).", ""]
+    lines += _scores_section(result)
     if "pve_vs_n" in result:
         _plot_curve(out_dir / "pve_vs_n.png", result["pve_vs_n"], result["pve_vs_n_crops"])
         lines += ["## PVE against the number of hypotheses (Fig. S1)", "",
@@ -132,6 +156,53 @@ def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, check
     report = out_dir / "report.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def _table2(result: dict, paper: dict | None) -> list[str]:
+    """Table 2 of report.md: 2DKP (with the detector's own), spread, PercIn / MinDist."""
+    kp, spread = result["kp2d_error_px"], result["spread_3d_mm"]
+    lines = ["", "## Consistency, diversity, plausibility (Table 2)", "",
+             "| | 2DKP mode (px) | 2DKP samples (px) | 2DKP detector (px) | "
+             "3D spread visible (mm) | 3D spread invisible (mm) | PercIn (%) | MinDist (px) |",
+             "|---|---|---|---|---|---|---|---|",
+             f"| ours | {_fmt(kp['mode'])} | {_fmt(kp['samples'])} | {_fmt(kp['detector'])} | "
+             f"{_fmt(spread['visible'])} | {_fmt(spread['invisible'])} | "
+             f"{_fmt(result['percin'])} | {result['mindist_px']:.3f} |"]
+    if paper:
+        table2 = [paper["kp2d"][0], paper["kp2d"][1], "", *paper["spread"],
+                  paper.get("percin", ""), paper.get("mindist", "")]
+        lines.append("| paper | " + " | ".join(str(v) for v in table2) + " |")
+    else:
+        lines += ["", "The paper's numbers are shown only for a real test set evaluated with "
+                  "profile=paper; they do not apply here."]
+    return lines
+
+
+def _scores_section(result: dict) -> list[str]:
+    """report.md: the 2DKP on the right-person crops, the energy score and the calibration."""
+    right = result["kp2d_error_px"]["right_person"]
+    fraction = metrics.RIGHT_PERSON_BOX_FRACTION
+    lines = ["## Crops where the detector found the right person", "",
+             f"{right['crops']} of {result['crops']} crops: the detector's median error over its "
+             f"visible joints is at most {fraction:.0%} of the box ({fraction * EVAL_CROP:.1f} px "
+             f"of {EVAL_CROP}).", "",
+             "| 2DKP (px), visible joints | mode | samples | detector |", "|---|---|---|---|",
+             f"| right-person crops | {_fmt(right['mode'])} | {_fmt(right['samples'])} | "
+             f"{_fmt(right['detector'])} |", ""]
+    if "energy_score_mm" not in result:
+        return lines
+    es, cal = result["energy_score_mm"], result["calibration"]
+    lines += ["## Scores of the whole distribution", "",
+              "Per (image, joint), 3D COCO-17 on the mid-hip, random hypotheses only (the mode "
+              "excluded). Energy score: lower is better (accuracy and sharpness together). "
+              "Calibration: the share of pairs whose ground truth lies in the central q % ball "
+              "of the hypotheses (a calibrated model gives q / 100).", "",
+              "| | visible | invisible |", "|---|---|---|",
+              f"| energy score (mm) | {_fmt(es['visible'])} | {_fmt(es['invisible'])} |"]
+    for key, part in cal.items():
+        lines.append(f"| calibration {key[1:]} % (share) | {part['visible']:.3f} | "
+                     f"{part['invisible']:.3f} |")
+    return lines + [""]
 
 
 def _plot_curve(path: Path, curve: dict, crops: int) -> None:

@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig
 
 from core.errors import ConfigError, MissingFileError, UnknownNameError
+from core.profiles import REAL_DATA_PROFILE, is_real
 from core.seeding import stable_seed
 from stores.paths import store_path
 from train.checkpoint import latest_checkpoint, run_dir
@@ -70,5 +71,10 @@ def run_evaluation(cfg: DictConfig, dataset: str, checkpoint: str | None = None)
                    e.batch_size, e.curve_crops, max(e.pve_vs_n))
     result = summarize(got, e.hypotheses, list(e.pve_vs_n))
     out = report_dir(cfg.paths.reports, run, ckpt, dataset)
-    write_report(out, result, protocol, dataset, str(ckpt), got)
+    provenance = {"profile": cfg.profile, "trained_profile": trained.get("profile", cfg.profile),
+                  "body_models": str(cfg.body.models)}
+    print(f"evaluating {ckpt} on {dataset}: " +
+          ", ".join(f"{k} {v}" for k, v in provenance.items()), file=sys.stderr)
+    write_report(out, result, protocol, dataset, str(ckpt), got, provenance,
+                 paper_numbers=is_real(cfg, dataset) and cfg.profile == REAL_DATA_PROFILE)
     return out

@@ -5,7 +5,16 @@
                                              sheet under data/reports/synthetic/
   precompute DATASET                         detector, heatmap samples and mask distances into
                                              <stores>/<dataset>.zarr (a group: each member);
-                                             resumes an interrupted run
+                                             resumes an interrupted run. DATASET=train.stores:
+                                             the synthetic-world stores of train.stores (make
+                                             train precomputes them first)
+  import-reference --npz F --samples D --images D --name NAME [--masks D] [--layout L]
+                   [--split S] [--root D]        the reference release's annotation file and
+                                             heatmap samples into <stores>/NAME.zarr (resumes;
+                                             docs/real_data.md)
+  --print-config                             print the resolved configuration and stop
+
+A real dataset runs with profile=paper unless `profile=…` is given (core/profiles.py).
 
 `key=value` arguments override pipelines.yaml (e.g. synthetic.bedlam.sequences_per_folder=5).
 """
@@ -20,12 +29,15 @@ from omegaconf import OmegaConf
 from core.cli import ArgumentParser, run_cli
 from core.config import load_config
 from core.errors import UnknownNameError
+from core.profiles import is_real, load_config_for
+
+TRAINING_STORES = "train.stores"  # DATASET of `make train`: the stores training reads
 
 
 def _data(args: argparse.Namespace) -> int:
     from .readers import read_bedlam
     from .contact_sheet import write_contact_sheet
-    from synthetic.world import generate_world, is_complete, manifest, summary
+    from synthetic.world import generate_world, is_current, summary
 
     if args.dataset != "synthetic":
         raise UnknownNameError(f"make data: only DATASET=synthetic is generated; real datasets "
@@ -34,7 +46,7 @@ def _data(args: argparse.Namespace) -> int:
     cfg = load_config(args.overrides)
     root = Path(cfg.synthetic.root)
     wanted = OmegaConf.to_container(cfg.synthetic, resolve=True)
-    if not args.force and is_complete(root) and manifest(root)["config"] == wanted:
+    if not args.force and is_current(root, wanted):
         print(f"the synthetic world at {root} is complete for this configuration "
               "(--force regenerates it)")
     else:
@@ -56,8 +68,16 @@ def _precompute(args: argparse.Namespace) -> int:
     from .precompute import dataset_names, format_summary, precompute
     from synthetic.world import generate_world, is_complete
 
-    cfg = load_config(args.overrides)
-    names = dataset_names(cfg, args.dataset)
+    training = args.dataset == TRAINING_STORES
+    cfg = load_config_for(args.overrides,
+                          lambda c: list(c.train.stores) if training else [args.dataset])
+    if args.print_config:
+        print(OmegaConf.to_yaml(cfg))
+        return 0
+    if training:  # real stores are precomputed on purpose (make precompute DATASET=…)
+        names = [n for n in cfg.train.stores if n in cfg.datasets and not is_real(cfg, n)]
+    else:
+        names = dataset_names(cfg, args.dataset)
     world = Path(cfg.synthetic.root)
     in_world = any(Path(cfg.datasets[n].root).is_relative_to(world) for n in names)
     if in_world and not is_complete(world):
@@ -73,6 +93,25 @@ def _precompute(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _import_reference(args: argparse.Namespace) -> int:
+    from stores.verify import verify
+
+    from .precompute import format_summary
+    from .reference_import import ImportSource, import_reference
+
+    cfg = load_config(args.overrides)
+    source = ImportSource.checked(args.npz, args.samples, args.images, args.masks, args.layout,
+                                  args.split, args.root)
+    tolerance = {} if args.grid_tolerance is None else {"grid_tolerance": args.grid_tolerance}
+    summary = import_reference(cfg, args.name, source, **tolerance)
+    print(format_summary(summary))
+    for key, used in summary["defaults"].items():
+        print(f"  missing key '{key}': {used}")
+    report = verify(summary["store"])
+    print(report)
+    return 0 if report.complete else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m preprocess", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,8 +123,26 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
     pre = sub.add_parser("precompute", help="stage one into Zarr stores")
     pre.add_argument("dataset")
+    pre.add_argument("--print-config", action="store_true",
+                     help="print the resolved configuration and stop")
     pre.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
+    ref = sub.add_parser("import-reference", help="the reference release's files into a store")
+    ref.add_argument("--npz", required=True, help="the release's annotation file")
+    ref.add_argument("--samples", required=True, help="heatmap_samples/<dataset>/ of that file")
+    ref.add_argument("--images", required=True, help="the folder its imgname paths start from")
+    ref.add_argument("--masks", default=None, help="the layout's person-mask folder")
+    ref.add_argument("--name", required=True, help="store name: <paths.stores>/NAME.zarr")
+    ref.add_argument("--layout", default="bedlam", choices=["bedlam", "agora", "emdb", "3dpw"])
+    ref.add_argument("--split", default=None, choices=["train", "test"],
+                     help="default: the layout's (bedlam, agora: train; emdb, 3dpw: test)")
+    ref.add_argument("--root", default=None, help="store root (default: the deepest folder "
+                     "holding the images and masks)")
+    ref.add_argument("--grid-tolerance", type=float, default=None,
+                     help="heatmap px a sample may lie from a heatmap pixel centre (0.05)")
+    ref.add_argument("overrides", nargs="*", help="pipelines.yaml overrides, key=value")
     args = parser.parse_args(argv)
+    if args.command == "import-reference":
+        return _import_reference(args)
     if args.command == "data":
         return _data(args)
     if args.command == "precompute":

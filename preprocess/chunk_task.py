@@ -18,6 +18,7 @@ import torch
 
 from body.cameras import DetectorCrop
 from body.detector import CropRequest
+from stores.images import read_image
 from stores.labels import LabelRows
 from stores.schema import (
     KEPT, SKIP_IMAGE_MISSING, SKIP_IMAGE_UNREADABLE, SKIP_LABEL_INVALID, SKIP_MASK_MISSING,
@@ -40,10 +41,11 @@ def worker_detector(spec: DetectorSpec):
     return _DETECTORS[key]
 
 
-def _read(path: Path, flags: int, missing: int, unreadable: int) -> tuple[np.ndarray | None, int]:
-    if not path.is_file():
+def _read(root: Path, name: str, flags: int, missing: int, unreadable: int
+          ) -> tuple[np.ndarray | None, int]:
+    if not (root / name).is_file():
         return None, missing
-    image = cv2.imread(str(path), flags)
+    image = read_image(root, name, flags)
     return (image, KEPT) if image is not None else (None, unreadable)
 
 
@@ -68,12 +70,12 @@ def process_chunk(store_path: str, dataset_root: str, index: int, settings: Chun
     for i in np.flatnonzero(reasons == KEPT):
         name = rows.image[i]
         if name not in images:
-            images[name] = _read(root / name, cv2.IMREAD_COLOR, SKIP_IMAGE_MISSING,
+            images[name] = _read(root, name, cv2.IMREAD_COLOR, SKIP_IMAGE_MISSING,
                                  SKIP_IMAGE_UNREADABLE)
         reasons[i] = images[name][1]
         if reasons[i] == KEPT and rows.mask[i]:
             if rows.mask[i] not in masks:
-                masks[rows.mask[i]] = _read(root / rows.mask[i], cv2.IMREAD_GRAYSCALE,
+                masks[rows.mask[i]] = _read(root, rows.mask[i], cv2.IMREAD_GRAYSCALE,
                                             SKIP_MASK_MISSING, SKIP_MASK_UNREADABLE)
             reasons[i] = masks[rows.mask[i]][1]
     keypoints = np.zeros((n, 17, 3), np.float32)

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from body.cameras import DetectorCrop  # noqa: E402
 from body.detector import CropRequest  # noqa: E402
+from stores.images import read_image  # noqa: E402
 from stores.labels import LabelRows  # noqa: E402
 from synthetic.detector import SyntheticDetector  # noqa: E402
 
@@ -22,8 +23,8 @@ from .readers.occlusion import read_union_mask  # noqa: E402
 
 def _tile(root: Path, rows: LabelRows, i: int, detector: SyntheticDetector) -> np.ndarray:
     crop = DetectorCrop(rows.center[i], rows.scale[i])
-    image = cv2.imread(str(root / rows.image[i]), cv2.IMREAD_COLOR)[:, :, ::-1]
-    mask = read_union_mask(root / rows.mask[i], **MASK_RULE).astype(np.uint8) * 255
+    image = read_image(root, rows.image[i])[:, :, ::-1]
+    mask = read_union_mask(root, rows.mask[i], **MASK_RULE).astype(np.uint8) * 255
     rgb = crop.crop(image).astype(np.float32) / 255
     mask_crop = crop.crop(np.repeat(mask[:, :, None], 3, 2))[:, :, 0] > 127
     heat = detector(rgb[None], [CropRequest(root / rows.image[i], rows.center[i],

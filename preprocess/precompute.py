@@ -10,7 +10,6 @@ detector backend — fails before any work.
 """
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import time
@@ -21,7 +20,9 @@ from dask.distributed import as_completed
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from body.models import files_read
 from core.errors import ConfigError, MissingFileError, UnknownNameError
+from core.file_hashes import HashCache
 from stores.labels import LabelRows
 from stores.lock import StoreLock
 from stores.paths import store_path
@@ -33,7 +34,7 @@ from .chunk_task import process_chunk
 from .cluster import check_cluster_config, dask_client
 from .detectors import DETECTORS
 from .readers import FORMATS
-from .settings import ChunkSettings, stage_one_settings
+from .settings import ChunkSettings, detector_checkpoint, input_hashes, stage_one_settings
 
 SPLITS = ("train", "test")
 
@@ -62,18 +63,16 @@ def _check(cfg: DictConfig, name: str) -> DictConfig:
     if cfg.precompute.detector.name not in DETECTORS:
         raise ConfigError(f"precompute.detector.name must be one of {sorted(DETECTORS)}, got "
                           f"{cfg.precompute.detector.name!r}")
+    detector_checkpoint(cfg)
     check_cluster_config(cfg.cluster)
     return entry
 
 
-def _source_files(entry: DictConfig) -> dict[str, str]:
+def _source_files(entry: DictConfig, cache: HashCache) -> dict[str, str]:
     """SHA-256 of the dataset's label files, recorded in the store."""
     root = Path(entry.root)
     paths = {p for pattern in FORMATS[entry.format].label_files for p in root.glob(pattern)}
-    hashes = {}
-    for path in sorted(paths):
-        hashes[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return hashes
+    return {str(path.relative_to(root)): cache.hash(path) for path in sorted(paths)}
 
 
 def _code_version() -> str:
@@ -89,12 +88,16 @@ def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig
     """The store of `name`: resumed (and repaired) when it was made with this configuration, else
     created (also over a store of an older schema). Call it holding the store's lock."""
     settings = stage_one_settings(cfg, name)
-    sources = _source_files(entry)
+    cache = HashCache(cfg.paths.hash_cache)
+    sources = _source_files(entry, cache)
     reader_args = {k: v for k, v in OmegaConf.to_container(entry, resolve=True).items()
                    if k not in ("format", "split", "root", "protocol")}
-    rows = FORMATS[entry.format].read(entry.root, cfg.body.models, **reader_args)
+    with files_read() as body_files:
+        rows = FORMATS[entry.format].read(entry.root, cfg.body.models, **reader_args)
+    inputs = input_hashes(cfg, body_files, cache)
+    cache.save()
     chunk_rows = cfg.precompute.chunk_rows
-    fingerprint = settings.method.fingerprint(sources, len(rows), chunk_rows)
+    fingerprint = settings.method.fingerprint(sources, len(rows), chunk_rows, inputs)
     path = store_path(cfg.paths.stores, name)
     old_schema = (path / "zarr.json").exists() and schema_version(path) != SCHEMA_VERSION
     if old_schema:
@@ -106,10 +109,12 @@ def open_or_create_store(cfg: DictConfig, name: str, entry: DictConfig
             repair(store, rows)
             return store, settings
         if not cfg.precompute.overwrite:
-            raise StoreError(f"{path} was made with another configuration or other source "
-                             "files; remove it or pass precompute.overwrite=true")
+            raise StoreError(f"{path} was made with another configuration or other input files "
+                             "(labels, body models, detector checkpoint); remove it or pass "
+                             "precompute.overwrite=true")
     attrs = {"dataset": name, "split": entry.split, "format": entry.format,
              "root": str(Path(entry.root).resolve()), "source_files": sources,
+             "input_files": inputs, "body_models": str(Path(cfg.body.models).resolve()),
              "detector": OmegaConf.to_container(cfg.precompute.detector, resolve=True),
              "sampling": OmegaConf.to_container(cfg.sampling),
              "seed": cfg.sampling.seed, "fingerprint": fingerprint, "code_version": _code_version(),

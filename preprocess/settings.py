@@ -8,9 +8,14 @@ how fast the same bytes come out. Both are frozen: a task gets them whole and ca
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+
+from core.errors import MissingFileError
+from core.file_hashes import HashCache
 
 from .readers import FORMATS
 
@@ -47,12 +52,15 @@ class MethodSettings:
     mask_rule: dict              # `stores.masks.union_mask` keywords of the dataset's format
     filter: FilterSettings
 
-    def fingerprint(self, sources: dict[str, str], rows: int, chunk_rows: int) -> str:
-        """16 hex digits of SHA-256 over these settings, the label files' hashes and the store's
-        shape: a store is resumed only when they are equal. (Stores of earlier versions, whose
-        settings were a plain dict of these keys, have the same fingerprint.)"""
-        text = repr((sorted(asdict(self).items()), sorted(sources.items()), rows, chunk_rows))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+    def fingerprint(self, sources: dict[str, str], rows: int, chunk_rows: int,
+                    inputs: dict[str, str] | None = None) -> str:
+        """16 hex digits of SHA-256 over these settings, the label files' hashes, the store's
+        shape and the other input files' hashes (`input_hashes`: body models, detector
+        checkpoint): a store is resumed only when they are equal."""
+        parts = (sorted(asdict(self).items()), sorted(sources.items()), rows, chunk_rows)
+        if inputs:
+            parts += (sorted(inputs.items()),)
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -76,16 +84,47 @@ def method_settings(cfg: DictConfig, name: str) -> MethodSettings:
     """The method settings of dataset `name` (a key of `cfg.datasets`)."""
     entry = cfg.datasets[name]
     detector = OmegaConf.to_container(cfg.precompute.detector, resolve=True)
-    f = cfg.filter
     return MethodSettings(
         dataset=name, split=entry.split, seed=cfg.sampling.seed,
         samples=cfg.sampling.samples_per_joint,
         min_heatmap_value=cfg.sampling.min_heatmap_value,
         detector=DetectorSpec(detector["name"], detector.get("options", {})),
-        mask_rule=dict(FORMATS[entry.format].mask_rule),
-        filter=FilterSettings(f.mean_error_conf, f.max_mean_error_per_scale,
-                              cfg.conventions.visible_conf, f.min_visible_joints,
-                              f.max_outside_image_px))
+        mask_rule=dict(FORMATS[entry.format].mask_rule), filter=filter_settings(cfg))
+
+
+def filter_settings(cfg: DictConfig) -> FilterSettings:
+    """The wrong-person filter's settings (`filter`, `conventions.visible_conf`)."""
+    f = cfg.filter
+    return FilterSettings(f.mean_error_conf, f.max_mean_error_per_scale,
+                          cfg.conventions.visible_conf, f.min_visible_joints,
+                          f.max_outside_image_px)
+
+
+def detector_checkpoint(cfg: DictConfig) -> Path | None:
+    """The detector's checkpoint (`precompute.detector.options.checkpoint`), checked to exist;
+    None for a backend without one (synthetic)."""
+    path = cfg.precompute.detector.get("options", {}).get("checkpoint")
+    if not path:
+        return None
+    if not Path(path).exists():
+        raise MissingFileError(f"precompute.detector.options.checkpoint not found: {path}")
+    return Path(path)
+
+
+def input_hashes(cfg: DictConfig, body_files: Iterable[Path], cache: HashCache
+                 ) -> dict[str, str]:
+    """SHA-256 of the body-model files the labels were built from (`body_models/<name under
+    body.models>`) and of the detector's checkpoint (`detector_checkpoint`; a directory: over
+    all its files), for the fingerprint."""
+    root = Path(cfg.body.models).resolve()
+    out = {}
+    for path in sorted(body_files):
+        name = path.relative_to(root) if path.is_relative_to(root) else path
+        out[f"body_models/{name}"] = cache.hash(path)
+    checkpoint = detector_checkpoint(cfg)
+    if checkpoint is not None:
+        out["detector_checkpoint"] = cache.hash_tree(checkpoint)
+    return out
 
 
 def stage_one_settings(cfg: DictConfig, name: str) -> ChunkSettings:

@@ -61,6 +61,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from body.cameras import crop_matrix
+from stores.images import read_image
 from stores.masks import union_mask
 from stores.sharded_rows import ShardedRows
 from stores.schema import KEPT
@@ -234,7 +235,7 @@ def _build_shard(store_path: str, cache: str, index: int, shard_rows: int, crop_
     decoded = 0
     for name in dict.fromkeys(labels.image[keep]):  # each frame once, in row order
         rows = np.flatnonzero(keep & (labels.image == name))
-        frame = cv2.imread(str(root / name), cv2.IMREAD_COLOR)
+        frame = read_image(root, name)
         if frame is None:
             raise OSError(f"{root / name} is unreadable, but the store kept its rows")
         decoded += 1
@@ -242,7 +243,7 @@ def _build_shard(store_path: str, cache: str, index: int, shard_rows: int, crop_
         bgra = {}
         for m in dict.fromkeys(mask_names):
             bgra[m] = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)
-            bgra[m][..., 3] = _read_mask(root / m, mask_rule) if m else 0
+            bgra[m][..., 3] = _read_mask(root, m, mask_rule) if m else 0
         for i, m in zip(rows, mask_names):
             warped = cv2.warpAffine(bgra[m], matrices[i], (size, size), flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -254,10 +255,10 @@ def _build_shard(store_path: str, cache: str, index: int, shard_rows: int, crop_
     return decoded
 
 
-def _read_mask(path: Path, rule: dict) -> np.ndarray:
-    gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+def _read_mask(root: Path, name: str, rule: dict) -> np.ndarray:
+    gray = read_image(root, name, cv2.IMREAD_GRAYSCALE)
     if gray is None:
-        raise OSError(f"{path} is unreadable, but the store kept its rows")
+        raise OSError(f"{root / name} is unreadable, but the store kept its rows")
     return union_mask(gray, **rule)
 
 

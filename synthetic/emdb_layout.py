@@ -2,12 +2,12 @@
 
 A sequence follows one gendered SMPL subject through a motion sequence of the test split
 (synthetic/motions.py) along a straight path (sometimes out of view or behind an object), with an
-optional second person passing by.
+optional second person whose path crosses the subject's line of sight, in front of it or behind.
 """
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import cv2
@@ -30,23 +30,62 @@ def sequence_path(root: Path, subject: int, seq: str) -> Path:
     return Path(root) / f"P{subject}" / seq / f"P{subject}_{seq}_data.pkl"
 
 
-def _trajectory(rng, model, n_frames: int, betas: np.ndarray, k_matrix: np.ndarray,
-                width: int, height: int, depth_range, poses: PoseModel) -> BodyParams:
-    """A person moving along a straight image-space path through the poses of a sequence."""
-    n_keys = max(2, n_frames // 12)
-    body = poses.sequence(rng, n_frames)
-    orient = interpolate_poses(upright_orientation(rng, n_keys, max_tilt=0.08)[:, None],
-                               n_frames)[:, 0]
+MIN_WALKER_DEPTH = 1.5  # m: the second person never comes closer to the camera
+
+
+def _straight_path(rng, n_frames: int, depth_range) -> np.ndarray:
+    """(n, 3) pelvis path: image fractions (u, v) and depth, a straight line across the image
+    (its ends possibly just outside), either direction."""
     t = np.linspace(0, 1, n_frames)[:, None]
     start = np.array([rng.uniform(-0.1, 0.5), rng.uniform(0.45, 0.6), rng.uniform(*depth_range)])
     end = np.array([rng.uniform(0.5, 1.1), rng.uniform(0.45, 0.6), rng.uniform(*depth_range)])
     if rng.uniform() < 0.5:
         start, end = end, start
-    u, v, z = ((1 - t) * start + t * end).T
+    return (1 - t) * start + t * end
+
+
+def crossing_path(rng, subject: np.ndarray, front_p: float) -> np.ndarray:
+    """(n, 3) pelvis path (u, v, depth as in `_straight_path`) of a second person crossing the
+    subject's line of sight: at a time in the middle 40 % of the sequence its pelvis lies on the
+    subject's pelvis ray, 0.5–1.5 m in front of the subject with probability `front_p` (never
+    nearer than MIN_WALKER_DEPTH), 0.5–2 m behind it otherwise; relative to the subject it moves
+    0.8–1.6 image widths per sequence sideways, either way, and drifts up to ±0.5 m in depth."""
+    t = np.linspace(0, 1, len(subject))
+    t_cross = rng.uniform(0.3, 0.7)
+    v_s, z_s = (np.interp(t_cross, t, subject[:, k]) for k in (1, 2))
+    front = rng.uniform() < front_p
+    z_cross = max(MIN_WALKER_DEPTH, z_s - rng.uniform(0.5, 1.5)) if front \
+        else z_s + rng.uniform(0.5, 2.0)
+    speed = rng.uniform(0.8, 1.6) * (1 if rng.uniform() < 0.5 else -1)
+    drift = rng.uniform(-0.5, 0.5)
+    dt = t - t_cross
+    u = subject[:, 0] + speed * dt
+    z = np.maximum(MIN_WALKER_DEPTH, z_cross + drift * dt)
+    return np.stack([u, np.full_like(t, v_s), z], 1)
+
+
+def _trajectory(rng, model, n_frames: int, betas: np.ndarray, k_matrix: np.ndarray,
+                width: int, height: int, depth_range, poses: PoseModel,
+                path: Callable[[np.random.Generator], np.ndarray] | None = None) -> BodyParams:
+    """A person moving along a pelvis path (`_straight_path` unless `path(rng)` gives another)
+    through the poses of a sequence."""
+    n_keys = max(2, n_frames // 12)
+    body = poses.sequence(rng, n_frames)
+    orient = interpolate_poses(upright_orientation(rng, n_keys, max_tilt=0.08)[:, None],
+                               n_frames)[:, 0]
+    u, v, z = (path(rng) if path else _straight_path(rng, n_frames, depth_range)).T
     f, cx, cy = k_matrix[0, 0], k_matrix[0, 2], k_matrix[1, 2]
     pelvis = np.stack([(u * width - cx) * z / f, (v * height - cy) * z / f, z], 1)
     betas = np.repeat(betas[None], n_frames, 0)
     return BodyParams(orient, body, betas, pelvis - rest_pelvis(model, betas))
+
+
+def _image_path(model, params: BodyParams, k_matrix: np.ndarray, width: int,
+                height: int) -> np.ndarray:
+    """(n, 3) the pelvis path of `params` as image fractions (u, v) and depth."""
+    pelvis = params.transl + rest_pelvis(model, params.betas)
+    uv = perspective_projection(pelvis, k_matrix)
+    return np.concatenate([uv / [width, height], pelvis[:, 2:]], 1)
 
 
 class EmdbSequenceWriter:
@@ -73,8 +112,12 @@ class EmdbSequenceWriter:
         depth = tuple(cfg.depth_range)
         subj = _trajectory(rng, model, n, rng.normal(0, 1, 10), k_matrix, width, height, depth,
                            self.poses)
-        walker = (_trajectory(rng, self.other, n, rng.normal(0, 1, 11), k_matrix, width, height,
-                              depth, self.poses) if rng.uniform() < cfg.second_person_p else None)
+        walker = None
+        if rng.uniform() < cfg.second_person_p:
+            seen = _image_path(model, subj, k_matrix, width, height)
+            walker = _trajectory(rng, self.other, n, rng.normal(0, 1, 11), k_matrix, width,
+                                 height, depth, self.poses,
+                                 lambda r: crossing_path(r, seen, cfg.second_person_front_p))
         people_rng = rng_for(seed, "emdb-colours", subject, index)
         subject_people = make_people(people_rng, model, topology, subj)
         walkers = make_people(people_rng, self.other, self.other_topology, walker) if walker else []

@@ -23,6 +23,8 @@ INNER_JOINT_DEPTH = 0.15  # m: a joint this deep under its own body's surface st
 _SKIN_PARTS_SMPL = (12, 15, 20, 21, 22, 23)
 _LOWER_PARTS = (0, 1, 2, 4, 5)
 _FEET_PARTS = (7, 8, 10, 11)
+_HEAD = 15  # SMPL and SMPL-X
+HAIR = 55   # the colour slot of the hair, after SMPL-X's 55 parts
 
 
 @dataclass
@@ -34,12 +36,16 @@ class BodyTopology:
     coco_joint: np.ndarray  # (17,) output-joint index of each COCO joint
     coco_vertex: np.ndarray  # (17,) vertex index for vertex joints (nose, eyes, ears), else -1
     coco_parts: list[frozenset[int]]  # parts whose surface counts as the joint's own
+    face_color: np.ndarray  # (F,) colour slot: face_part, or HAIR on the back and top of the head
+    #                         (so the image shows which way a body faces, as faces and hair do)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, coco_map: tuple[int, ...]) -> BodyTopology:
         faces = model.faces_tensor.numpy().astype(np.int64)
         weights = model.lbs_weights.numpy()
         face_part = weights[faces].mean(1).argmax(1)
+        face_color = np.where(_hair_faces(model.v_template.numpy(), faces, face_part), HAIR,
+                              face_part)
         parents = model.parents.tolist()
         n_skel = len(parents)
         extra = model.vertex_joint_selector.extra_joints_idxs.numpy()
@@ -51,7 +57,16 @@ class BodyTopology:
             else:
                 kids = {k for k, p in enumerate(parents) if p == j}
                 parts.append(frozenset({j, parents[j]} | kids))
-        return cls(faces, face_part, np.array(coco_map), vertex, parts)
+        return cls(faces, face_part, np.array(coco_map), vertex, parts, face_color)
+
+
+def _hair_faces(rest: np.ndarray, faces: np.ndarray, face_part: np.ndarray) -> np.ndarray:
+    """(F,) the head's faces that point backwards or up in the rest pose (the body faces +z,
+    up is +y): hair, so that the front of the head (the face, skin) and its back differ."""
+    a, b, c = (rest[faces[:, k]] for k in range(3))
+    n = np.cross(b - a, c - a)
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    return (face_part == _HEAD) & ((n[:, 2] < 0.1) | (n[:, 1] > 0.6))
 
 
 @dataclass
@@ -77,13 +92,16 @@ class Occluder:
 
 def person_colors(rng: np.random.Generator, n_parts: int,
                   skin_parts: tuple[int, ...]) -> np.ndarray:
-    """Per-part RGB: skin, an upper garment, trousers, shoes."""
+    """RGB per colour slot (the n_parts body parts, then HAIR): skin, an upper garment,
+    trousers, shoes, and hair, a dark shade of the skin (no extra draw: the rest of the world's
+    random stream is the same as before the hair)."""
     skin = rng.uniform([0.45, 0.3, 0.2], [0.95, 0.8, 0.7])
     upper, lower, shoes = rng.uniform(0.05, 0.95, (3, 3))
-    colors = np.tile(upper, (n_parts, 1))
+    colors = np.tile(upper, (HAIR + 1, 1))
     colors[list(_LOWER_PARTS)] = lower
     colors[list(_FEET_PARTS)] = shoes
     colors[[p for p in skin_parts if p < n_parts]] = skin
+    colors[HAIR] = 0.25 * skin
     return colors
 
 
@@ -145,7 +163,7 @@ def _shade(raster: Raster, people: list[Person], occluders: list[Occluder],
         faces = raster.face[hit]
         normals = _face_normals(person.vertices, person.topology.faces)[faces]
         intensity = 0.35 + 0.65 * np.abs(normals @ light)
-        image[hit] = person.colors[person.topology.face_part[faces]] * intensity[:, None]
+        image[hit] = person.colors[person.topology.face_color[faces]] * intensity[:, None]
     rows, cols = np.indices(raster.mesh.shape)
     for k, occ in enumerate(occluders):
         hit = raster.mesh == len(people) + k

@@ -38,6 +38,8 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from core.errors import ConfigError
+
 from .backbones import HRNetW48
 from .checkpoint import read_checkpoint
 
@@ -158,6 +160,23 @@ def load_bedlam_cliff_backbone(hrnet: HRNetW48, path: str | Path) -> None:
                              f"HRNetW48 expects {tuple(ours[key].shape)}")
     full = {k: theirs.get(k, v) for k, v in ours.items()}
     hrnet.load_state_dict(full, strict=True)
+
+
+PRETRAINED_BACKBONES = ("hrnet_w48",)  # backbones the paper starts from pretrained weights
+
+
+def require_backbone_weights(cfg: DictConfig) -> None:
+    """Refuse (`ConfigError`, one line) to train a backbone that the paper uses pretrained
+    (`PRETRAINED_BACKBONES`) without `model.backbone_checkpoint`, unless
+    `model.allow_random_backbone=true`. The synthetic profile's `small_cnn` has no pretrained
+    weights in the paper and is exempt."""
+    m = cfg.model
+    if m.backbone in PRETRAINED_BACKBONES and not m.get("backbone_checkpoint") \
+            and not m.get("allow_random_backbone", False):
+        raise ConfigError(f"model.backbone_checkpoint is not set: model.backbone={m.backbone} "
+                          "would train from random weights (set model.backbone_checkpoint=<"
+                          "bedlam_cliff_3dpw_ft_backbone.pth>, or model.allow_random_backbone="
+                          "true to train it anyway)")
 
 
 def apply_backbone_checkpoint(model: nn.Module, cfg: DictConfig) -> bool:

@@ -27,7 +27,7 @@ from stores.paths import store_path
 from .checkpoint import clear_checkpoints, restore_checkpoint, resume_point, run_dir, \
     save_checkpoint
 from .backbone_pretraining import load_pretrained, pretrain_backbone, pretrained_path
-from .checkpoints_external import apply_backbone_checkpoint
+from .checkpoints_external import apply_backbone_checkpoint, require_backbone_weights
 from .data import make_loader
 from .inputs import to_device
 from .distributed import Process, barrier, init_process, shutdown
@@ -91,6 +91,7 @@ class _Stop:
 def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
     """Train until `train.iterations` (or `max_steps` more steps); returns the last losses."""
     t = cfg.train
+    require_backbone_weights(cfg)
     process = init_process(t.device)
     if t.threads:
         torch.set_num_threads(t.threads)

@@ -4,7 +4,8 @@ The 3DKP spread (docs/method.md §6) is measured on the hypotheses' COCO-17 join
 frame, so a hypothesis whose global orientation differs moves every joint. This splits it: the
 spread as the metric computes it; the same with every hypothesis given the mode's global
 orientation (what the body pose alone contributes); the angular spread of the global orientation
-(mean geodesic angle of each hypothesis to the mode, degrees); and the metric's spread per camera
+(geodesic angle of each hypothesis to the mode, degrees) beside the mode's and the samples'
+angle to the ground truth; and the metric's spread per camera
 axis (x, y in the image plane, z the depth), visible and invisible joints apart.
 
 `python -m benchmarks.diagnosis.spread --run NAME [--crops 96] [--hypotheses 100] [key=value …]`
@@ -20,11 +21,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from body.rotations import rot6d_to_matrix
+from body.rotations import axis_angle_to_matrix, rot6d_to_matrix
 from core.cli import ArgumentParser, run_cli
 from eval.examples import TestExamples
 from eval.protocol import Evaluator
 from stores.paths import store_path
+from stores.store import Store
 from train.checkpoint import latest_checkpoint, run_dir
 from train.inputs import to_device
 from train.model import load_model
@@ -55,10 +57,12 @@ def run(args: argparse.Namespace) -> dict:
     pick = np.random.default_rng(0).permutation(len(data))[:args.crops]
     loader = DataLoader(Subset(data, pick.tolist()), batch_size=8, shuffle=False)
     generator = torch.Generator().manual_seed(0)
-    parts: dict[str, list] = {k: [] for k in ("full", "local", "axes", "angle", "vis")}
+    labels = Store(store_path(cfg.paths.stores, args.dataset)).labels()
+    parts: dict[str, list] = {k: [] for k in ("full", "local", "axes", "angle", "mode_err",
+                                              "sample_err")}
     with torch.no_grad():
         for batch in loader:
-            inputs, _ = to_device(batch, torch.device("cpu"))
+            inputs, extras = to_device(batch, torch.device("cpu"))
             out = model(inputs).hypotheses(args.hypotheses - 1, generator)
             visible = inputs.det_kp[..., 2] > cfg.conventions.visible_conf
             joints, _ = evaluator.coco_crop(evaluator.smpl_vertices(out.pose6d, out.betas),
@@ -69,6 +73,10 @@ def run(args: argparse.Namespace) -> dict:
                                                   out.transl, inputs)
             root = rot6d_to_matrix(out.pose6d[:, :, 0])  # (B, N, 3, 3)
             parts["angle"].append(geodesic_deg(root[:, 1:], root[:, :1]).flatten())
+            gt = axis_angle_to_matrix(torch.as_tensor(
+                labels.pose[extras.row.numpy()][:, 0], dtype=root.dtype))[:, None]
+            parts["mode_err"].append(geodesic_deg(root[:, :1], gt).flatten())
+            parts["sample_err"].append(geodesic_deg(root[:, 1:], gt).flatten())
             for key, sel in (("vis", visible), ("inv", ~visible)):
                 axes, full = _spread(joints, sel)
                 _, loc = _spread(local_joints, sel)
@@ -81,15 +89,19 @@ def run(args: argparse.Namespace) -> dict:
         total = sum(n for _, n in rows)
         return (sum(np.asarray(v) * n for v, n in rows) / total).round(1).tolist()
 
-    angle = torch.cat(parts["angle"])
+    def degrees(name: str) -> dict:
+        a = torch.cat(parts[name])
+        return {"mean": round(float(a.mean()), 1), "median": round(float(a.median()), 1),
+                "p90": round(float(a.quantile(0.9)), 1)}
+
     return {"run": args.run, "checkpoint": str(ckpt), "crops": len(pick),
             "hypotheses": args.hypotheses,
             "spread_mm": {k: pooled("full", k) for k in ("vis", "inv")},
             "spread_mode_orientation_mm": {k: pooled("local", k) for k in ("vis", "inv")},
             "spread_axes_xyz_mm": {k: pooled("axes", k) for k in ("vis", "inv")},
-            "orientation_deg": {"mean": round(float(angle.mean()), 1),
-                                "median": round(float(angle.median()), 1),
-                                "p90": round(float(angle.quantile(0.9)), 1)},
+            "orientation_to_mode_deg": degrees("angle"),
+            "orientation_error_mode_deg": degrees("mode_err"),
+            "orientation_error_samples_deg": degrees("sample_err"),
             "machine": machine()}
 
 

@@ -1,9 +1,10 @@
 """BEDLAM-CLIFF label files → normalised rows (docs/formats.md "BEDLAM / AGORA labels").
 
 `<root>/processed_labels/<folder>.npz`, images `<root>/images/<folder>/png/<imgname>`, masks
-`<root>/images/<folder>/masks/<imgname stem>_env.png` (people dark < 127.5). Camera-frame body =
-SMPL-X(pose_cam, shape, transl = trans_cam) + cam_ext[:3, 3]; neutral SMPL-X with 11 betas; the
-first `train_fraction` of each file (BEDLAM-CLIFF trains on 80 %).
+`<root>/images/<folder>/masks/<imgname stem>_env.png` (people dark < 127.5); the images and
+masks of `closeup` folders are turned 90° clockwise on load (`stores.images`), the labels' frame.
+Camera-frame body = SMPL-X(pose_cam, shape, transl = trans_cam) + cam_ext[:3, 3]; neutral SMPL-X
+with 11 betas; the first `train_fraction` of each file (BEDLAM-CLIFF trains on 80 %).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from body.cameras import perspective_projection
 from body.joints import NUM_BODY_JOINTS_SMPLX, SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
 from body.models import load_smplx
 from core.errors import BadFileError, MissingFileError, MissingKeyInFileError
+from stores.images import turned_size
 from stores.labels import LabelRows
 
 from .body import posed_body
@@ -58,12 +60,13 @@ def load_label_file(path: Path, dataset: str = "BEDLAM",
     return data
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(W, H) from the image header; (0, 0) when the image is missing or unreadable (stage one
-    then records the row as skipped, with that reason)."""
+def _image_size(root: Path, name: str) -> tuple[int, int]:
+    """(W, H) of the labels' frame from the image header (a `closeup` frame turned,
+    `stores.images`); (0, 0) when the image is missing or unreadable (stage one then records the
+    row as skipped, with that reason)."""
     try:
-        with Image.open(path) as img:  # reads the header only
-            return img.size
+        with Image.open(root / name) as img:  # reads the header only
+            return turned_size(name, img.size)
     except (OSError, UnidentifiedImageError):
         return 0, 0
 
@@ -107,13 +110,13 @@ def cliff_label_rows(root: Path, path: Path, data: dict, rows: np.ndarray, image
     pose = data["pose_cam"][:, : 3 * NUM_BODY_JOINTS_SMPLX].reshape(n, -1, 3)
     transl = data["trans_cam"] + data["cam_ext"][:, :3, 3]
     kps = data["gtkps"][..., :2]
-    sizes = {name: _image_size(root / name) for name in np.unique(images)}
+    sizes = {name: _image_size(root, name) for name in np.unique(images)}
     occluded = np.zeros(n, bool)
     verts, _ = posed_body(model, pose, data["shape"], transl)
     uv = perspective_projection(verts, data["cam_int"])
     for mask_name in np.unique(masks):
         idx = np.flatnonzero(masks == mask_name)
-        mask = read_union_mask(root / mask_name, **mask_rule)
+        mask = read_union_mask(root, mask_name, **mask_rule)
         if mask is not None:  # a missing mask is stage one's to report
             occluded[idx] = off_mask_fraction(uv[idx], mask) > occlusion_threshold
     out = LabelRows(

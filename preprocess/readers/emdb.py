@@ -103,7 +103,7 @@ def _rows_of_sequence(root: Path, path: Path, data: dict, model, threshold: floa
     uv = perspective_projection(verts, k_matrix)
     for k, mask_name in enumerate(masks):
         if mask_name:
-            mask = read_union_mask(root / mask_name, **MASK_RULE)
+            mask = read_union_mask(root, mask_name, **MASK_RULE)
             if mask is not None:  # an unreadable mask is stage one's to report
                 occluded[k] = off_mask_fraction(uv[k:k + 1], mask)[0] > threshold
     rows = LabelRows(

@@ -12,13 +12,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from stores.images import read_image
 from stores.masks import union_mask
 
 
-def read_union_mask(path: Path, **rule) -> np.ndarray | None:
-    """The union person mask stored in an image file, by the dataset's `rule` (union_mask);
-    None when the file is missing or unreadable."""
-    gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+def read_union_mask(root: Path, name: str, **rule) -> np.ndarray | None:
+    """The union person mask stored in the image file `<root>/<name>` (in the labels' frame,
+    `stores.images`), by the dataset's `rule` (union_mask); None when the file is missing or
+    unreadable."""
+    gray = read_image(root, name, cv2.IMREAD_GRAYSCALE)
     return None if gray is None else union_mask(gray, **rule)
 
 

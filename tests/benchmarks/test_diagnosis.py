@@ -106,4 +106,5 @@ def test_spread_splits_a_trained_model_and_matches_the_metric_at_one_orientation
         full, local = result["spread_mm"][key], result["spread_mode_orientation_mm"][key]
         _finite([full, local, *result["spread_axes_xyz_mm"][key]])
         assert 0 < local and 0 < full
-    assert 0 <= result["orientation_deg"]["median"] <= 180
+    for key in ("to_mode", "error_mode", "error_samples"):
+        assert 0 <= result[f"orientation_{key}_deg"]["median"] <= 180

@@ -157,3 +157,17 @@ def test_saved_configurations_are_read_under_todays_key_names():
     assert old["model"]["volume_preserving"] is True  # the input is left alone
     assert upgrade_saved_config({"model": {"volume_preserving": False}})["model"] == {
         "coupling": "realnvp"}
+
+
+def test_a_saved_profile_table_never_clashes_with_todays():
+    """A checkpoint saved when a profile set a key today's profile no longer sets still loads:
+    the saved `profiles` table is dropped (it was applied when the run was saved)."""
+
+    from core.config import upgrade_saved_config
+
+    saved = {"profiles": {"synthetic": {"section_gone": {"x": 1}}}, "model": {"flow_blocks": 8}}
+    new = upgrade_saved_config(saved)
+    assert new == {"model": {"flow_blocks": 8}}
+    OmegaConf.merge(load_config(), OmegaConf.create(new))  # no struct error
+    with pytest.raises(Exception, match="not in struct"):
+        OmegaConf.merge(load_config(), OmegaConf.create(saved))

@@ -8,6 +8,8 @@ from torch.utils.data import default_collate
 from body.models import load_smpl, load_smplx, load_smplx2smpl
 from body.rotations import axis_angle_to_matrix
 from core.config import load_config
+from eval.protocol import Collected
+from eval.report import write_report
 from eval.run import run_evaluation
 from train import trainer
 from train.model import ProbabilisticHMR
@@ -40,10 +42,39 @@ def test_report_files_and_sane_metrics(trained):
     curve = [metrics["pve_vs_n"][k] for k in ("1", "2", "5", "20")]
     assert all(a >= b for a, b in zip(curve, curve[1:]))  # min-of-N never increases
     assert 0 <= metrics["percin"] <= 100 and metrics["mindist_px"] >= 0
+    assert metrics["profile"] == metrics["trained_profile"] == "synthetic"
+    assert metrics["body_models"] == str(trained.body.models)
+    kp2d = metrics["kp2d_error_px"]
+    assert 0 < kp2d["detector"] < kp2d["mode"]  # the tiny model is far worse than its condition
+    right = kp2d["right_person"]
+    assert 0 < right["crops"] <= metrics["crops"] and right["detector"] <= 25.6
+    for part in ("visible", "invisible"):
+        assert metrics["energy_score_mm"][part] > 0
+        assert 0 <= metrics["calibration"]["q50"][part] <= metrics["calibration"]["q90"][part] <= 1
     report = (out / "report.md").read_text()
-    assert "Table 1" in report and "SYNTHETIC" in report
+    assert "Table 1" in report and "profile `synthetic`" in report
+    assert "| paper |" not in report and "do not apply here" in report
+    assert "2DKP detector (px)" in report and "energy score (mm)" in report
     for plot in ("pve_vs_n.png", "ambiguous_joint_clouds.png", "hypotheses.png"):
         assert (out / plot).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("paper_numbers", [True, False])
+def test_the_papers_numbers_only_when_asked(tmp_path, paper_numbers):
+    result = {"crops": 3, "hypotheses": 100, "best_of_n": dict.fromkeys(("mpjpe", "pa_mpjpe",
+              "pve"), 1.0), "mode": dict.fromkeys(("mpjpe", "pa_mpjpe", "pve"), 2.0),
+              "kp2d_error_px": {"mode": 1.0, "samples": 1.0, "detector": 1.0, "right_person": {
+                  "mode": 1.0, "samples": 1.0, "detector": 1.0, "crops": 3}},
+              "energy_score_mm": {"visible": 1.0, "invisible": 2.0},
+              "calibration": {q: {"visible": 0.5, "invisible": 0.5} for q in ("q50", "q90")},
+              "spread_3d_mm": {
+                  "visible": 1.0, "invisible": 1.0}, "percin": 50.0, "mindist_px": 0.5,
+              "percin_points": 4, "heatmap_w1_px": 1.0, "heatmap_w1_joints": 2}
+    report = write_report(tmp_path, result, "emdb", "emdb", "x.ckpt", Collected(),
+                          {"profile": "paper"}, paper_numbers).read_text()
+    assert ("| paper | 63.6 | 40.9 | 72.0 | 84.3 |" in report) == paper_numbers
+    assert ("| paper | 5.02 | 6.34 |  | 40.8 | 87.8 | 91.4 | 0.616 |" in report) == paper_numbers
+    assert json.loads((tmp_path / "metrics.json").read_text())["profile"] == "paper"
 
 
 def test_identical_reports_for_a_fixed_seed(trained):

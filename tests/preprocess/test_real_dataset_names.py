@@ -59,8 +59,11 @@ def scheduler():
 
 
 def _overrides(real_root, data_root, scheduler):
-    return [f"real_data_root={real_root}", f"body.models={real_root}/body_models",
-            f"data_root={data_root}", "precompute.chunk_rows=16", f"cluster.address={scheduler}"]
+    # profile=synthetic: the synthetic detector reads the fake tree's side-cars (a real name
+    # alone selects the paper profile's ViTPose, tests/test_card_commands.py)
+    return ["profile=synthetic", f"real_data_root={real_root}",
+            f"body.models={real_root}/body_models", f"data_root={data_root}",
+            "precompute.chunk_rows=16", f"cluster.address={scheduler}"]
 
 
 def _cli(*args) -> tuple[int, str]:

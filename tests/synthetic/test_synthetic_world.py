@@ -1,3 +1,4 @@
+import json
 import pickle
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ from preprocess.readers.body import posed_body
 from synthetic import world
 from tests.conftest import SMALL_WORLD
 from synthetic.bedlam_layout import LABEL_KEYS
+from synthetic.emdb_layout import MIN_WALKER_DEPTH, _straight_path, crossing_path
 from synthetic.poses import (
     LIMITS_HIGH, LIMITS_LOW, sample_body_euler, sample_body_pose,
 )
@@ -214,6 +216,16 @@ def test_config_is_plain(small_world):
     assert info["synthetic"] is True
 
 
+def test_a_world_of_an_older_generator_is_not_current(small_world, tmp_path):
+    info = world.manifest(small_world)
+    assert world.is_current(small_world, info["config"])
+    assert not world.is_current(small_world, {**info["config"], "seed": 99})
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "MANIFEST.json").write_text(json.dumps({**info, "generator": world.GENERATOR - 1}))
+    assert world.is_complete(old) and not world.is_current(old, info["config"])
+
+
 def test_agora_and_3dpw_layouts_read_through_their_dataset_entries(small_world, body_models):
     """synthetic-agora, synthetic-3dpw-train (SMPL-X fits) and -test read what the world wrote."""
     cfg = load_config(SMALL_WORLD + [f"synthetic.root={small_world}"])
@@ -250,3 +262,23 @@ def test_a_directory_the_generator_did_not_write_is_never_replaced(tmp_path, bod
     with pytest.raises(FileExistsError, match="SYNTHETIC.txt"):
         world.ensure_body_models(real)
     assert (real / "bedlam" / "labels.npz").read_bytes() == b"downloaded"
+
+
+@pytest.mark.parametrize("front_p", [0.0, 1.0])
+def test_the_second_person_crosses_the_subjects_line_of_sight(front_p):
+    """Where the second person's image path passes the subject's (u − u_s changes sign), its
+    pelvis pixel is the subject's and it is nearer (front_p 1) or farther (front_p 0)."""
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        subject = _straight_path(rng, 40, (2.5, 6.0))
+        walker = crossing_path(rng, subject, front_p)
+        gap = walker[:, 0] - subject[:, 0]
+        k = int(np.flatnonzero(np.sign(gap[:-1]) != np.sign(gap[1:]))[0])
+        w = gap[k] / (gap[k] - gap[k + 1])           # the crossing between frames k and k + 1
+        at = (1 - w) * walker[k] + w * walker[k + 1]
+        subj = (1 - w) * subject[k] + w * subject[k + 1]
+        assert 0.3 * 39 - 1 <= k <= 0.7 * 39
+        assert at[:2] == pytest.approx(subj[:2], abs=1e-9)
+        gap_z = subj[2] - at[2] if front_p else at[2] - subj[2]
+        assert 0.49 <= gap_z <= 2.01 or at[2] == pytest.approx(MIN_WALKER_DEPTH, abs=0.02)
+        assert walker[:, 2].min() >= MIN_WALKER_DEPTH
