@@ -31,9 +31,10 @@ costs 16 % more for 0.3 less error; WebP is smaller but decodes 3–30× slower.
 
 Both arrays hold one row per inner chunk inside shards of `shard_rows` rows (Blosc zstd, which
 squeezes the padding to a few bytes and passes the JPEG through), read straight from the shard
-file (`stores.sharded_rows`). Decoding relies on OpenCV's bundled libjpeg-turbo: its default
-decoder (accurate integer IDCT, integer upsampling) gives the same bytes on every machine for one
-library version (its SIMD paths are bit-exact with its C code), recorded as `jpeg_library`.
+file (`stores.sharded_rows`). Decoding relies on OpenCV's bundled libjpeg-turbo (recorded as
+`jpeg_library`): its default decoder is integer arithmetic (accurate integer IDCT, integer
+upsampling), so one library version gives the same bytes on every CPU; the opencv-python wheel
+builds it without its SIMD code, and builds with SIMD promise the same bytes as the C code.
 
 The cache records the store's `fingerprint`, the signature of its files (`stores.verify.signature`:
 any rewritten chunk changes it), `crop_size`, the context size and the JPEG quality; a build for a
