@@ -2,45 +2,48 @@
 never decodes a full frame.
 
 `<store path without .zarr>.context.zarr` is a companion Zarr v3 group of one store, rows aligned
-with the store's rows:
+with the store's rows (format version 2):
 
 | array | shape, dtype | meaning |
 |---|---|---|
-| `image` | (N, C, C, 4) uint8 | RGB context crop of the row's box (zero outside the image) and, as
-  a fourth channel, the union person mask (1 person, 0 not or outside the image; all 0 without a
-  mask) |
-| `samples` | (N, 2, 17, S) uint16 | [0]: the store's `samples/index`; [1]: the bits of its float16
-  `samples/mask_distance` (one row read gives both) |
+| `context` | (N, W) uint8 | one encoded row, zero-padded to W = 4 + C²/8 + 3·C² + 2048: the JPEG's
+  length n (uint32, little-endian), the C×C union person mask as a packed bit plane
+  (`np.packbits`, row-major; 1 person, 0 not or outside the image; all 0 without a mask), then
+  the n bytes of the JPEG (quality `JPEG_QUALITY`, 4:2:0) of the RGB context crop (zero outside
+  the image). n = 0: a row the store does not keep |
+| `samples` | (N, 2, 17, S) uint16 | [0]: the store's `samples/index`; [1]: the bits of its
+  float16 `samples/mask_distance` (one row read gives both) |
 
 The context of a box (center c, scale s, side b = 200·s) is the square of side b·C/crop_size
 (= context_factor·b when C = context_factor·crop_size is whole) around c, resampled to C×C with
 `body.cameras.crop_matrix` — at exactly the pixel density of the unjittered model crop, so the
 model crop of the original box is a pure shift of the context. Frame and mask go through one
-bilinear 4-channel warp: the 0/1 mask channel rounds to the mask thresholded at ½ (the nearest-
-neighbour mask up to boundary pixels). The affine is not stored: `context_matrix(center, scale)`
-recomputes it. Rows that the store does not keep are zeros.
+bilinear 4-channel warp: the 0/1 mask channel rounds to the mask thresholded at ½. The mask is
+stored exactly; the RGB crop is JPEG-coded (mean absolute error ≈ 2 grey levels). The affine is
+not stored: `context_matrix(center, scale)` recomputes it.
 
-Layout, chosen by measurement (2 cores, synthetic 640×360 PNG frames; numbers in the data-path
-issue's report). Decoding a full frame and its mask costs ≈ 7.4 ms per example; a cached row
-≈ 0.05 ms. One row per inner chunk inside shards of `shard_rows` rows (few files, row reads),
-Blosc lz4: it decodes a 280² crop in ≈ 20 µs against 350–600 µs for zstd, which saves only
-12–18 % on these images; PNG (≈ 2.8 ms) is too slow, JPEG (≈ 0.3 ms, 7–10× smaller) is lossy and
-would break the "equals a direct crop" contract. Reading a row through zarr's API costs 1.5–2.5 ms
-(its async machinery), so `ContextCache` reads it straight from the shard file (the zarr v3
-sharding layout: inner chunks, then an index of (offset, nbytes) uint64 pairs + crc32c at the
-end) and decodes it with numcodecs' Blosc. The mask rides in the image's fourth channel because
-cv2's 4-channel bilinear warp is ≈ 2.5× faster than its 3-channel one (≈ 100 vs 250 µs for a 224
-crop): one read, one decode and one warp give both. The heatmap samples are copied from the store
-because a row read there decodes a whole store chunk (≈ 1 ms per array).
+Why JPEG at quality 90 (measured on 280² crops; docs/real_data.md "Expected disk and time"):
+version 1 kept raw RGBA rows (≈ 208 KB per row, ≈ 190 GB for BEDLAM). On photographs, quality
+75/85/90/95 give ≈ 15/20/24/34 KB and a mean absolute error of 3.4/2.7/2.2/1.6 grey levels; 90 is
+the highest quality whose row (with mask and samples, ≈ 28 KB) stays under 30 KB. 4:4:4 chroma
+costs 16 % more for 0.3 less error; WebP is smaller but decodes 3–30× slower. The source frames of
+3DPW and EMDB are JPEGs already.
+
+Both arrays hold one row per inner chunk inside shards of `shard_rows` rows (Blosc zstd, which
+squeezes the padding to a few bytes and passes the JPEG through), read straight from the shard
+file (`stores.sharded_rows`). Decoding relies on OpenCV's bundled libjpeg-turbo (recorded as
+`jpeg_library`): its default decoder is integer arithmetic (accurate integer IDCT, integer
+upsampling), so one library version gives the same bytes on every CPU; the opencv-python wheel
+builds it without its SIMD code, and builds with SIMD promise the same bytes as the C code.
 
 The cache records the store's `fingerprint`, the signature of its files (`stores.verify.signature`:
-any rewritten chunk changes it), `crop_size` and the context size; a build for a store whose
-fingerprint, signature (or geometry) differs rebuilds it. Building and opening a cache both
-require a complete, verified store (`stores.verify.require_verified`: fast while the store's
-verification record matches its files), so no cache is made from, or read beside, a store with
-a missing or corrupt chunk. Build: a process pool, one task per shard,
-each decoding every full frame and mask of its rows once; written in a temporary directory and
-renamed into place when complete.
+any rewritten chunk changes it), `crop_size`, the context size and the JPEG quality; a build for a
+store whose fingerprint, signature (or geometry, or quality) differs rebuilds it. Building and
+opening a cache both require a complete, verified store (`stores.verify.require_verified`), so no
+cache is made from, or read beside, a store with a missing or corrupt chunk. Build: a process
+pool, one task per shard, each decoding every full frame and mask of its rows once; written in a
+temporary directory and renamed into place when complete (a killed build leaves no cache that
+looks complete).
 """
 from __future__ import annotations
 
@@ -49,13 +52,11 @@ import os
 import shutil
 import socket
 import time
-from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import cv2
-import numcodecs
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
@@ -63,16 +64,20 @@ from zarr.codecs import BloscCodec
 from body.cameras import crop_matrix
 from stores.images import read_image
 from stores.masks import union_mask
+from stores.sharded_rows import ShardedRows
 from stores.schema import KEPT
 from stores.store import Store
 from stores.verify import require_verified
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 1: raw RGBA rows (Blosc lz4), ≈ 200 KB per row
 SUFFIX = ".context.zarr"
-CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+CODEC = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+JPEG_QUALITY = 90
+JPEG_LIBRARY = next((line.split(":", 1)[1].strip()
+                     for line in cv2.getBuildInformation().splitlines()
+                     if line.strip().startswith("JPEG:")), "unknown")
 SHARD_ROWS = 256
 _HOST = socket.gethostname().replace("-", "_")
-_NO_CHUNK = 2**64 - 1  # the sharding index's offset/nbytes of an inner chunk never written
 
 
 def cache_path(store_path: str | Path) -> Path:
@@ -93,13 +98,46 @@ def context_matrix(center, scale, crop_size: int, size: int) -> np.ndarray:
     return crop_matrix(center, np.asarray(scale, dtype=float) * size / crop_size, size)
 
 
+def row_width(size: int) -> int:
+    """W of the `context` array: the length word, the packed mask and room for any JPEG (the raw
+    RGB size plus 2 KB of headers bounds a JPEG of quality ≤ 95; the padding costs no disk)."""
+    return 4 + -(-size * size // 8) + 3 * size * size + 2048
+
+
+def encode_context(bgr: np.ndarray, mask: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
+    """(W,) uint8 row of a (C, C, 3) BGR crop and its (C, C) 0/1 mask (layout: module docstring)."""
+    size = mask.shape[0]
+    ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    bits = np.packbits(mask.reshape(-1) != 0)
+    row = np.zeros(row_width(size), np.uint8)
+    if not ok or 4 + bits.size + jpeg.size > row.size:
+        raise ValueError(f"JPEG of a {size}² context crop at quality {quality} does not fit")
+    row[:4] = np.frombuffer(np.uint32(jpeg.size).astype("<u4").tobytes(), np.uint8)
+    row[4:4 + bits.size] = bits
+    row[4 + bits.size:4 + bits.size + jpeg.size] = jpeg.reshape(-1)
+    return row
+
+
+def decode_context(row: np.ndarray, size: int) -> np.ndarray:
+    """(C, C, 4) uint8 RGB + 0/1 mask of a `context` row (all zeros for an empty row)."""
+    n = int(row[:4].view("<u4")[0])
+    if n == 0:
+        return np.zeros((size, size, 4), np.uint8)
+    start = 4 + -(-size * size // 8)
+    rgba = cv2.cvtColor(cv2.imdecode(row[start:start + n], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGBA)
+    rgba[..., 3] = np.unpackbits(row[4:start], count=size * size).reshape(size, size)
+    return rgba
+
+
 def _specs(n: int, size: int, samples: int) -> dict[str, tuple[tuple[int, ...], str]]:
-    return {"image": ((n, size, size, 4), "uint8"), "samples": ((n, 2, 17, samples), "uint16")}
+    return {"context": ((n, row_width(size)), "uint8"),
+            "samples": ((n, 2, 17, samples), "uint16")}
 
 
 def _expected_attrs(store: Store, signature: str, crop_size: int, size: int) -> dict:
     return {"cache_version": CACHE_VERSION, "store_fingerprint": store.attrs.get("fingerprint"),
-            "store_signature": signature, "crop_size": int(crop_size), "context_size": int(size)}
+            "store_signature": signature, "crop_size": int(crop_size), "context_size": int(size),
+            "jpeg_quality": JPEG_QUALITY}
 
 
 def _is_current(path: Path, expected: dict) -> bool:
@@ -147,6 +185,7 @@ def build_context_cache(store_path: str | Path, crop_size: int = 224,
     kept = store.read("status/reason") == KEPT
     group.attrs.update({**expected, "context_factor": float(context_factor), "rows": n,
                         "shard_rows": shard_rows, "samples_per_joint": samples,
+                        "jpeg_library": JPEG_LIBRARY,
                         "store": str(store.path.resolve()), "frames_decoded": decoded,
                         "frames": len(set(store.read("labels/image")[kept])),
                         "build_seconds": round(time.perf_counter() - start, 2),
@@ -191,7 +230,7 @@ def _build_shard(store_path: str, cache: str, index: int, shard_rows: int, crop_
     keep = store.read("status/reason", sl) == KEPT
     root = Path(store.attrs["root"])
     n = sl.stop - sl.start
-    images = np.zeros((n, size, size, 4), np.uint8)
+    rows_out = np.zeros((n, row_width(size)), np.uint8)
     matrices = context_matrix(labels.center.astype(np.float64), labels.scale.astype(np.float64),
                               crop_size, size)
     decoded = 0
@@ -202,14 +241,15 @@ def _build_shard(store_path: str, cache: str, index: int, shard_rows: int, crop_
             raise OSError(f"{root / name} is unreadable, but the store kept its rows")
         decoded += 1
         mask_names = labels.mask[rows]
-        rgba = {}
+        bgra = {}
         for m in dict.fromkeys(mask_names):
-            rgba[m] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGBA)
-            rgba[m][..., 3] = _read_mask(root, m, mask_rule) if m else 0
+            bgra[m] = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)
+            bgra[m][..., 3] = _read_mask(root, m, mask_rule) if m else 0
         for i, m in zip(rows, mask_names):
-            images[i] = cut_context(rgba[m], matrices[i], size)
+            warped = cut_context(bgra[m], matrices[i], size)
+            rows_out[i] = encode_context(np.ascontiguousarray(warped[..., :3]), warped[..., 3])
     group = zarr.open_group(cache, mode="r+")
-    group["image"][sl] = images
+    group["context"][sl] = rows_out
     distance = store.read("samples/mask_distance", sl).astype(np.float16).view(np.uint16)
     group["samples"][sl] = np.stack([store.read("samples/index", sl), distance], 1)
     return decoded
@@ -229,106 +269,6 @@ def _read_mask(root: Path, name: str, rule: dict) -> np.ndarray:
     return union_mask(gray, **rule)
 
 
-class _ShardedRows:
-    """Direct row reads of a sharded array with one row per inner chunk (the layout written above):
-    the shard's index gives the row's byte range, numcodecs' Blosc decodes it. Falls back to zarr
-    for any other layout. Picklable; file handles are reopened in each process."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        meta = json.loads((path / "zarr.json").read_text())
-        self.shape = tuple(meta["shape"])
-        self.dtype = np.dtype(meta["data_type"])
-        self.fill = meta.get("fill_value", 0)
-        self.shard_rows = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
-        self.direct = _direct_layout(meta)
-        self._state()
-
-    def _state(self) -> None:
-        self._pid = os.getpid()
-        self._fds: OrderedDict[int, int] = OrderedDict()
-        self._index: dict[int, np.ndarray | None] = {}
-        self._array = None
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()
-                if k not in ("_fds", "_index", "_array", "_pid")}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._state()
-
-    def close(self) -> None:
-        for fd in self._fds.values():  # in a forked child these are the child's own copies
-            os.close(fd)
-        self._fds.clear()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fds", None):
-            self.close()
-
-    def _fd(self, shard: int) -> int:
-        if self._pid != os.getpid():
-            self.close()
-            self._state()
-        fd = self._fds.get(shard)
-        if fd is None:
-            fd = os.open(self.path / "c" / str(shard) / "/".join("0" * (len(self.shape) - 1)),
-                         os.O_RDONLY)
-            self._fds[shard] = fd
-            if len(self._fds) > 16:
-                os.close(self._fds.popitem(last=False)[1])
-        else:
-            self._fds.move_to_end(shard)
-        return fd
-
-    def _shard_index(self, shard: int, fd: int) -> np.ndarray:
-        index = self._index.get(shard)
-        if index is None:
-            size = os.fstat(fd).st_size
-            nbytes = 16 * self.shard_rows
-            raw = os.pread(fd, nbytes + 4, size - nbytes - 4)  # pairs + crc32c
-            index = np.frombuffer(raw[:nbytes], "<u8").reshape(self.shard_rows, 2)
-            self._index[shard] = index
-        return index
-
-    def __getitem__(self, row: int) -> np.ndarray:
-        if not 0 <= row < self.shape[0]:
-            raise IndexError(f"row {row} outside {self.path} ({self.shape[0]} rows)")
-        if not self.direct:
-            if self._array is None:
-                self._array = zarr.open_array(str(self.path), mode="r")
-            return np.asarray(self._array[row])
-        shard, inner = divmod(row, self.shard_rows)
-        try:
-            fd = self._fd(shard)
-        except FileNotFoundError:  # a shard never written holds the fill value
-            return np.full(self.shape[1:], self.fill, self.dtype)
-        offset, nbytes = self._shard_index(shard, fd)[inner]
-        if offset == _NO_CHUNK:
-            return np.full(self.shape[1:], self.fill, self.dtype)
-        data = numcodecs.blosc.decompress(os.pread(fd, int(nbytes), int(offset)))
-        return np.frombuffer(data, self.dtype).reshape(self.shape[1:])
-
-
-def _direct_layout(meta: dict) -> bool:
-    """Whether the array is sharded with one row per inner chunk, [bytes (little), blosc] inner
-    codecs and an index of [bytes (little), crc32c] at the end, under the default key encoding."""
-    codecs = meta.get("codecs", [])
-    if len(codecs) != 1 or codecs[0]["name"] != "sharding_indexed":
-        return False
-    conf = codecs[0]["configuration"]
-    inner = [c["name"] for c in conf["codecs"]]
-    little = all(c.get("configuration", {}).get("endian", "little") == "little"
-                 for c in conf["codecs"] + conf["index_codecs"])
-    key = meta["chunk_key_encoding"]
-    return (conf["chunk_shape"] == [1] + list(meta["shape"][1:]) and inner == ["bytes", "blosc"]
-            and [c["name"] for c in conf["index_codecs"]] == ["bytes", "crc32c"]
-            and conf.get("index_location", "end") == "end" and little
-            and key["name"] == "default"
-            and key.get("configuration", {}).get("separator", "/") == "/")
-
-
 class ContextCache:
     """A built context cache, read row by row (see the module docstring)."""
 
@@ -338,16 +278,16 @@ class ContextCache:
         self.crop_size = int(self.attrs["crop_size"])
         self.size = int(self.attrs["context_size"])
         self.rows = int(self.attrs["rows"])
-        self._arrays = {name: _ShardedRows(self.path / name)
-                        for name in ("image", "samples")}
+        self._arrays = {name: ShardedRows(self.path / name)
+                        for name in ("context", "samples")}
 
     def matrix(self, center, scale) -> np.ndarray:
         """Affine image px -> context px (..., 2, 3) of rows with these boxes."""
         return context_matrix(center, scale, self.crop_size, self.size)
 
     def context(self, row: int) -> np.ndarray:
-        """(C, C, 4) uint8 of a row: RGB, then the 0/1 person mask (read-only)."""
-        return self._arrays["image"][row]
+        """(C, C, 4) uint8 of a row: RGB (JPEG-decoded), then the exact 0/1 person mask."""
+        return decode_context(self._arrays["context"][row], self.size)
 
     def samples(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """(heatmap index (17, S) uint16, mask distance (17, S) float16) of a row."""

@@ -47,11 +47,12 @@ undilated mask, one definition of the training mask here).
 
 Reading. The small per-row label arrays (≈ 1 KB/row: ≈ 1 GB per process for a million rows) are
 read whole, lazily, once per process; pixels and heatmap samples come row by row from the store's
-context cache (stores/context_cache.py) — ≈ 0.1 ms per example instead of ≈ 7 ms (640×360) to
-25 ms (1280×720) for decoding a full frame and mask. The model crop is one bilinear warp of the
-context; the context has the unjittered crop's pixel density, so a jittered-down or truncated box
-is upsampled from it by up to 1/0.75 (jitter) or 2.7× (truncation of a jittered-down box) where a
-crop from the full frame could use the frame's own pixels when the person is large in the frame.
+context cache (stores/context_cache.py) — ≈ 0.5 ms per row (a 280² JPEG) instead of ≈ 7 ms
+(640×360) to 25 ms (1280×720) for decoding a full frame and mask. The model crop is one
+bilinear warp of the context; the context has the unjittered crop's pixel density, so a
+jittered-down or truncated box is upsampled from it by up to 1/0.75 (jitter) or 2.7×
+(truncation of a jittered-down box) where a crop from the full frame could use the frame's own
+pixels when the person is large in the frame.
 """
 from __future__ import annotations
 

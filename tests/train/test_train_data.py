@@ -12,7 +12,7 @@ from stores.masks import union_mask
 from stores.schema import KEPT
 from stores.store import Store
 from stores.context_cache import (
-    build_context_cache, cache_path, context_matrix, open_context_cache,
+    build_context_cache, cache_path, context_matrix, decode_context, open_context_cache,
 )
 from train.augment import Augmentation, ScaleJitter, augment_box, photometric
 from train.data import (
@@ -78,7 +78,8 @@ def test_context_cache_equals_a_direct_crop_of_the_frame(store):
         direct_mask = cv2.warpAffine(mask.view(np.uint8), m, (280, 280),
                                      flags=cv2.INTER_NEAREST).astype(bool)
         got = cache.context(row)
-        assert np.abs(got[..., :3].astype(int) - direct).max() <= 1
+        error = np.abs(got[..., :3].astype(int) - direct)  # JPEG q90: ≈ 4 on these noisy frames
+        assert 0 < error.mean() < 6 and np.percentile(error, 99) < 40
         wrong = (got[..., 3] > 0) != direct_mask
         assert not (wrong & ~_boundary(direct_mask)).any()
         assert wrong.mean() < 0.01
@@ -94,7 +95,8 @@ def test_unaugmented_example_equals_the_model_crop_of_the_frame(store):
         frame, mask, labels = _frame(store, int(ex["row"]))
         c, s = labels.center[0].astype(np.float64), labels.scale[0].astype(np.float64)
         direct = crop_image(frame, c, s).astype(float)
-        assert np.abs(np.rint(denormalize_image(ex["image"])) - direct).max() <= 1
+        error = np.abs(np.rint(denormalize_image(ex["image"])) - direct)  # the cache's JPEG
+        assert error.mean() < 6 and np.percentile(error, 99) < 40
         direct_mask = cv2.warpAffine(mask.view(np.uint8), crop_matrix(c, s), (224, 224),
                                      flags=cv2.INTER_NEAREST).astype(bool)
         wrong = ex["mask"].numpy() != direct_mask
@@ -121,16 +123,16 @@ def test_training_mask_is_dilated_three_times_by_3x3(store):
 def test_direct_row_reads_equal_zarr_and_the_store(store):
     cache = open_context_cache(store)
     group = zarr.open_group(str(cache_path(store)), mode="r")
-    image, samples = group["image"][:], group["samples"][:]
+    rows, samples = group["context"][:], group["samples"][:]
     s = Store(store)
     index, distance = s.read("samples/index"), s.read("samples/mask_distance")
     for row in range(s.n_rows):
-        np.testing.assert_array_equal(cache.context(row), image[row])
+        np.testing.assert_array_equal(cache.context(row), decode_context(rows[row], 280))
         got_index, got_distance = cache.samples(row)
         np.testing.assert_array_equal(got_index, samples[row, 0])
         np.testing.assert_array_equal(got_index, index[row])
         np.testing.assert_array_equal(got_distance, distance[row])
-    assert cache._arrays["image"].direct
+    assert cache._arrays["context"].direct
 
 
 def test_cache_is_rebuilt_when_the_store_fingerprint_changes(store, tmp_path):
