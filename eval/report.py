@@ -35,6 +35,9 @@ PAPER = {
 
 
 def _weighted(pairs: list[tuple[float, int]]) -> float:
+    """The count-weighted mean of (value, count) pairs; a batch with no count (its value NaN)
+    adds nothing."""
+    pairs = [(v, n) for v, n in pairs if n]
     total = sum(n for _, n in pairs)
     return float(sum(v * n for v, n in pairs) / total) if total else float("nan")
 

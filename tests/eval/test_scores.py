@@ -9,7 +9,7 @@ import torch
 from eval.metrics import (COCO17_HIPS, ball_coverage, center_on_mid_hip, energy_score,
                           right_person)
 from eval.protocol import CALIBRATION_Q, Collected, consistency, distribution_scores
-from eval.report import summarize
+from eval.report import _weighted, summarize
 
 # ---------------------------------------------------------------- energy score
 
@@ -171,3 +171,10 @@ def test_distribution_scores_ignore_the_camera_and_split_by_visibility():
         part = scores["calibration"][f"q{q}"]
         assert part["visible"] == pytest.approx(float(got.covered[0][:, i, :5].double().mean()))
         assert 0.0 <= part["invisible"] <= 1.0
+
+
+def test_pooling_skips_batches_without_a_count():
+    """A batch without a selected joint (e.g. no right-person crop) yields (NaN, 0): it must not
+    turn the pooled mean into NaN."""
+    assert _weighted([(2.0, 1), (float("nan"), 0), (5.0, 2)]) == 4.0
+    assert math.isnan(_weighted([(float("nan"), 0)]))
