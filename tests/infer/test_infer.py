@@ -20,6 +20,7 @@ from infer.run import Boxes, detect, find_boxes, model_inputs, read_rgb
 from stores.store import Store
 from train import trainer
 from train.checkpoint import latest_checkpoint, run_dir
+from train.inputs import IMAGENET_STD
 from train.model import load_model
 
 from tests.eval.test_eval import TINY
@@ -133,7 +134,10 @@ def test_detector_and_model_input_are_stage_ones_and_the_test_examples(trained, 
     theirs = examples.TestExamples(path, cfg.model.crop_size, cfg.train.context_factor)[row].inputs
     for name, a, b in zip(ours._fields, ours, theirs):
         if name == "image":
-            assert (a[0] - b).abs().mean() < 0.05
+            # the test examples read the JPEG context cache (≈ 4 grey levels mean error): in the
+            # normalised image, less than 6 grey levels on average
+            grey = 6 / 255 / float(IMAGENET_STD.min())
+            assert (a[0] - b).abs().mean() < grey
         else:
             torch.testing.assert_close(a[0], b, rtol=0, atol=0, msg=name)
 
