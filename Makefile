@@ -80,7 +80,7 @@ eval-3dpw: setup
 import-reference: setup
 	$(PY) -m preprocess import-reference --npz $(NPZ) --samples $(SAMPLES) --images $(IMAGES) \
 		--name $(NAME) $(if $(MASKS),--masks $(MASKS)) $(if $(LAYOUT),--layout $(LAYOUT)) \
-		$(if $(SPLIT),--split $(SPLIT)) $(if $(ROOT),--root $(ROOT)) profile=$(PROFILE) $(ARGS)
+		$(if $(SPLIT),--split $(SPLIT)) $(if $(ROOT),--root $(ROOT)) $(P) $(ARGS)
 
 
 # the demo on one image: IMAGE= (required), BOX=x0,y0,x1,y1 (default: the image's label file or
@@ -88,7 +88,7 @@ import-reference: setup
 infer: setup
 	$(if $(IMAGE),,$(error IMAGE= is required, e.g. make infer IMAGE=photo.jpg))
 	$(PY) -m infer $(IMAGE) $(if $(BOX),--box $(BOX)) $(if $(CKPT),--ckpt $(CKPT)) \
-		profile=$(PROFILE) $(ARGS)
+		$(P) $(ARGS)
 
 # the paper's ablations (Tables 3, S2) on the synthetic world, 8 variants × 3 seeds; QUICK=1: minutes
 ablation: setup

@@ -24,6 +24,7 @@ from core.cli import run_cli
 from core.config import load_config
 from core.errors import ConfigError
 from eval import __main__ as eval_main
+from infer import __main__ as infer_main
 from preprocess import __main__ as preprocess_main
 from stores.schema import StoreError
 from stores.store import Store
@@ -31,7 +32,8 @@ from train import __main__ as train_main
 from train.checkpoints_external import require_backbone_weights
 
 REPO = Path(__file__).resolve().parents[1]
-MAINS = {"preprocess": preprocess_main.main, "train": train_main.main, "eval": eval_main.main}
+MAINS = {"preprocess": preprocess_main.main, "train": train_main.main, "eval": eval_main.main,
+         "infer": infer_main.main}
 CHECKPOINT = "checkpoints/vitpose-h-multi-coco.pth"
 
 
@@ -190,3 +192,15 @@ def test_make_precompute_bedlam_uses_paper_and_fingerprints_its_inputs(env, sche
     with pytest.raises(StoreError, match="body models"):
         run(command + [f"body.models={other}"])
     assert "(0 run now)" in run(command)[1]  # the original inputs still resume it
+
+
+@pytest.mark.parametrize("target", [
+    ["infer", "IMAGE=x.jpg"],
+    ["import-reference", "NPZ=a.npz", "SAMPLES=s", "IMAGES=i", "NAME=n"]])
+def test_targets_without_profile_pass_no_empty_profile(target):
+    """PROFILE unset: the command gets no `profile=` at all (the rule of core/profiles.py picks
+    it), never an empty one (`unknown profile None`)."""
+    (command,) = make_commands(*target)
+    assert not [w for w in command if w.startswith("profile=")], command
+    (command,) = make_commands(*target, "PROFILE=synthetic")
+    assert "profile=synthetic" in command
