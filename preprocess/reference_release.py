@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from body.cameras import DetectorCrop, default_focal, intrinsics, weak_perspective_to_translation
 from body.joints import OP25_TO_COCO17
 from core.errors import BadFileError, MissingFileError, MissingKeyInFileError
 from core.seeding import rng_for
+from stores.images import frame_size
 from stores.labels import LabelRows
 from stores.schema import KEPT, SKIP_IMAGE_MISSING, SKIP_IMAGE_UNREADABLE
 
@@ -76,15 +76,6 @@ class ReleaseRows:
 def sample_file(samples_dir: Path, row: int) -> Path:
     """The release's heatmap sample file of annotation row `row`."""
     return Path(samples_dir) / f"{row:07d}.npy.gz"
-
-
-def _image_size(path: Path) -> tuple[int, int] | None:
-    """(W, H) from the image header, None when unreadable."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, UnidentifiedImageError):
-        return None
 
 
 def _check_rows(path: Path, data: dict, key: str, n: int, shape: tuple, ndim: int) -> None:
@@ -161,7 +152,8 @@ def _image_rows(images_dir: Path, root: Path, names: np.ndarray, sizes: np.ndarr
             path = images_dir / name
             if not path.is_file() and path.with_suffix(".jpg").is_file():
                 path = path.with_suffix(".jpg")
-            size = _image_size(path) if path.is_file() and sizes is None else None
+            size = (frame_size(images_dir, path.relative_to(images_dir))
+                    if path.is_file() and sizes is None else None)
             seen[name] = (path, size)
         path, size = seen[name]
         paths.append(path.relative_to(root).as_posix())

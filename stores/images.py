@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 TURNED_MARK = "closeup"
 
@@ -24,6 +25,16 @@ def is_turned(name: str | Path) -> bool:
 def turned_size(name: str | Path, size: tuple[int, int]) -> tuple[int, int]:
     """The (W, H) the labels see of a file whose header says `size` (W, H)."""
     return (size[1], size[0]) if is_turned(name) else size
+
+
+def frame_size(root: str | Path, name: str | Path) -> tuple[int, int] | None:
+    """(W, H) of `<root>/<name>` in the labels' frame, from the image header only (turned when
+    `is_turned(name)`); None when the file is missing or unreadable."""
+    try:
+        with Image.open(Path(root) / name) as img:
+            return turned_size(name, img.size)
+    except (OSError, UnidentifiedImageError):
+        return None
 
 
 def read_image(root: str | Path, name: str | Path, flags: int = cv2.IMREAD_COLOR

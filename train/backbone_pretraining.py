@@ -12,8 +12,8 @@ The result is cached under `<paths.runs>/backbones/<backbone>-<key>/backbone.pt`
 of everything it depends on (the stores' fingerprints, the backbone, the crop and augmentation
 settings, this section, the seed), so every run and ablation variant with the same inputs
 reuses one file. Training checkpoints `state.pt` every `checkpoint_every` steps and resumes from
-it; a resumed pretraining gives the uninterrupted result on CPU (the data and the step's random
-draws come from streams seeded by the step, as in train/trainer.py).
+it; a resumed pretraining gives the uninterrupted result on CPU (the data come from streams
+seeded by the example counter, as in train/trainer.py; the regression draws nothing at random).
 """
 from __future__ import annotations
 
@@ -114,7 +114,6 @@ def pretrain_backbone(cfg: DictConfig, stores: list[Path], pose: int, betas: int
     for batch in loader:
         if step >= p.steps:
             break
-        torch.manual_seed(stable_seed(cfg.train.seed, "backbone-step", step) % 2 ** 63)
         batch = to_device(batch, torch.device("cpu"))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, schedule)

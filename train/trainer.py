@@ -60,11 +60,12 @@ def build_caches(cfg: DictConfig) -> list[Path]:
 
 
 def _pretrained_backbone(cfg: DictConfig, stores: list[Path]) -> Path | None:
-    """The synthetic stand-in for the pretrained backbone (train/backbone_pretraining.py), made
-    once and cached, when `backbone_pretraining.steps` > 0 and no checkpoint is given."""
+    """Where the synthetic stand-in for the pretrained backbone lives
+    (train/backbone_pretraining.py) when `backbone_pretraining.steps` > 0 and no checkpoint is
+    given, else None."""
     if not cfg.backbone_pretraining.steps or cfg.model.get("backbone_checkpoint"):
         return None
-    return pretrain_backbone(cfg, stores, POSE_DIM, NUM_BETAS, len(SMPLX_2D_LOSS_JOINTS))
+    return pretrained_path(cfg, stores)
 
 
 def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
@@ -105,14 +106,15 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
         build_caches(cfg)
-        _pretrained_backbone(cfg, stores)
+    pretrained = _pretrained_backbone(cfg, stores)
+    if process.main and pretrained is not None:
+        pretrain_backbone(cfg, stores, POSE_DIM, NUM_BETAS, len(SMPLX_2D_LOSS_JOINTS))
     barrier(process)
     torch.manual_seed(t.seed)
     model = ProbabilisticHMR(cfg, cfg.body.models)
-    if not apply_backbone_checkpoint(model, cfg) and resume is None and \
-            cfg.backbone_pretraining.steps:
+    if not apply_backbone_checkpoint(model, cfg) and resume is None and pretrained is not None:
         # a fresh run starts from the pretrained stand-in; a resumed one has it in its checkpoint
-        load_pretrained(model.backbone.backbone, pretrained_path(cfg, stores))
+        load_pretrained(model.backbone.backbone, pretrained)
     model.to(process.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel over all parameters (CPU 34 → 5 ms per synthetic step, docs/diagnosis.md

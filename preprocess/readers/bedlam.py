@@ -11,13 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from body.cameras import perspective_projection
 from body.joints import NUM_BODY_JOINTS_SMPLX, SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
 from body.models import load_smplx
 from core.errors import BadFileError, MissingFileError, MissingKeyInFileError
-from stores.images import turned_size
+from stores.images import frame_size
 from stores.labels import LabelRows
 
 from .body import posed_body
@@ -60,17 +59,6 @@ def load_label_file(path: Path, dataset: str = "BEDLAM",
     return data
 
 
-def _image_size(root: Path, name: str) -> tuple[int, int]:
-    """(W, H) of the labels' frame from the image header (a `closeup` frame turned,
-    `stores.images`); (0, 0) when the image is missing or unreadable (stage one then records the
-    row as skipped, with that reason)."""
-    try:
-        with Image.open(root / name) as img:  # reads the header only
-            return turned_size(name, img.size)
-    except (OSError, UnidentifiedImageError):
-        return 0, 0
-
-
 def read_bedlam(root: str | Path, body_models: str | Path, folders: list[str] | None = None,
                 train_fraction: float = 0.8, occlusion_threshold: float = 0.1) -> LabelRows:
     """Rows of every (or the named) image folder under a BEDLAM-CLIFF-layout root. Every label
@@ -110,7 +98,8 @@ def cliff_label_rows(root: Path, path: Path, data: dict, rows: np.ndarray, image
     pose = data["pose_cam"][:, : 3 * NUM_BODY_JOINTS_SMPLX].reshape(n, -1, 3)
     transl = data["trans_cam"] + data["cam_ext"][:, :3, 3]
     kps = data["gtkps"][..., :2]
-    sizes = {name: _image_size(root, name) for name in np.unique(images)}
+    # (0, 0): a missing or unreadable image; stage one records the row as skipped, with that reason
+    sizes = {name: frame_size(root, name) or (0, 0) for name in np.unique(images)}
     occluded = np.zeros(n, bool)
     verts, _ = posed_body(model, pose, data["shape"], transl)
     uv = perspective_projection(verts, data["cam_int"])

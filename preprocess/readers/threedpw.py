@@ -32,9 +32,9 @@ from body.cameras import box_from_keypoints, perspective_projection
 from body.joints import SMPL_TO_COCO17, SMPLX_TO_COCO17
 from body.models import load_smpl, load_smplx
 from core.errors import BadFileError, ConfigError, MissingFileError, MissingKeyInFileError
+from stores.images import frame_size
 from stores.labels import LabelRows
 
-from .bedlam import _image_size
 from .body import posed_body, world_to_camera
 from .files import load_dataset_pickle, require_dir
 
@@ -206,7 +206,7 @@ def _rows(root: Path, path: Path, data: dict, model, actor: int, frames: np.ndar
     coco = SMPL_TO_COCO17 if kind == "smpl" else SMPLX_TO_COCO17
     images = np.array([f"imageFiles/{path.stem}/image_{int(i):05d}.jpg"
                        for i in data["img_frame_ids"][frames]])
-    sizes = {name: _image_size(root, name) for name in np.unique(images)}
+    sizes = {name: frame_size(root, name) or (0, 0) for name in np.unique(images)}
     rows = LabelRows(
         body_model=kind, image=images, mask=np.full(n, ""),
         source=np.array([f"{path.stem}:{actor}:{i}" for i in frames]),

@@ -19,6 +19,7 @@ from dask.distributed import Client
 from core.config import load_config
 from stores.store import Store
 from stores.verify import verify
+from tests.preprocess.test_precompute import stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -93,14 +94,7 @@ def test_scheduler_commands_as_written_and_a_killed_worker(precomputed, small_wo
         subprocess.run(make, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         thread.join()
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(procs)
     assert killed and not killed[0].all(), "no worker was killed mid-run"
     assert verify(store_path).complete
     clean = stores / "synthetic-train.zarr"  # one LocalCluster worker, no kill

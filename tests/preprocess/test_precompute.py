@@ -167,14 +167,7 @@ def test_real_scheduler_and_two_workers_on_loopback(reference, small_world, body
         cfg = _cfg(small_world, body_models, tmp_path, f"cluster.address={address}")
         precompute(cfg, "synthetic-train")
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(procs)
     _assert_same(_arrays(tmp_path / "synthetic-train.zarr"),
                  _arrays(stores / "synthetic-train.zarr"))
 
@@ -314,3 +307,15 @@ def test_two_precomputes_of_one_store_started_together(reference, small_world, b
     assert not (tmp_path / "synthetic-train.zarr.lock").exists()
     _assert_same(_arrays(tmp_path / "synthetic-train.zarr"),
                  _arrays(stores / "synthetic-train.zarr"))
+
+
+def stop_processes(procs: list) -> None:
+    """Terminate the started processes (the last started first), killing any that hang."""
+    for p in reversed(procs):
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
