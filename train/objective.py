@@ -12,6 +12,7 @@ from . import losses
 from .data import TrainingExample, TrainingTargets
 from .model import POSE_DIM
 from .posterior import Hypotheses
+from .schedule import loss_weights
 
 
 def training_forward(model: nn.Module, batch: TrainingExample, samples: int,
@@ -65,5 +66,8 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
     return {name: term() for name, term in terms.items() if cfg.loss_weights[name] != 0}
 
 
-def total(terms: dict[str, torch.Tensor], cfg: DictConfig) -> torch.Tensor:
-    return losses.total_loss(terms, cfg.loss_weights)
+def total(terms: dict[str, torch.Tensor], cfg: DictConfig, step: int | None = None) -> torch.Tensor:
+    """Σ weight · term with the weights of training step `step` (train/schedule.py); None: the
+    configured weights, without the 2D warm-up (the benchmarks' fixed steps)."""
+    weights = cfg.loss_weights if step is None else loss_weights(step, cfg)
+    return losses.total_loss(terms, weights)

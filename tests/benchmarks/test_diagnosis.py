@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from benchmarks.diagnosis import lift, overfit, profile_step, projection, spread
+from benchmarks.diagnosis import heading, lift, overfit, profile_step, projection, spread
 from benchmarks.diagnosis.common import translation_to_camera
 from body.cameras import weak_perspective_to_translation
 from train.inputs import ModelInput
@@ -108,3 +108,32 @@ def test_spread_splits_a_trained_model_and_matches_the_metric_at_one_orientation
         assert 0 < local and 0 < full
     for key in ("to_mode", "error_mode", "error_samples"):
         assert 0 <= result[f"orientation_{key}_deg"]["median"] <= 180
+
+
+def test_heading_errors_count_a_body_turned_about_the_vertical_as_wrong_way():
+    from body.rotations import axis_angle_to_rot6d
+    pose = torch.zeros(4, 22, 3)
+    pose[:, 0] = torch.tensor([[math.pi, 0, 0], [0.3, 0.2, 0.1], [0, 0.5, 0], [1, 0, 0]])
+    turned = pose.clone()
+    turned[2:, 0] = torch.tensor([[0, 0.5 + math.pi, 0], [1, 0, 0]])  # 180° about y; same
+    turned[3, 0] = torch.tensor([1 + 2.5, 0, 0])                       # 2.5 rad about x
+
+    class Mode:  # a flow whose mode is `turned`, whatever the condition
+        def mode(self, c):
+            return axis_angle_to_rot6d(turned).flatten(1)
+
+    result = heading.heading_errors(Mode(), lambda kp: kp, torch.zeros(4, 17, 3), pose)
+    assert result["rows"] == 4 and result["wrong_way_pct"] == 50.0  # 180° and 143° > 120°
+    # errors 0, 0, 143.2, 180: torch's median is the lower middle value; p90 interpolates
+    assert result["median"] == 0 and result["p90"] == pytest.approx(143.2 + 0.7 * 36.8, abs=0.2)
+
+
+def test_heading_runs_the_nll_only_flow_on_the_small_world(small):
+    from core.config import load_config
+    cfg = load_config(["profile=synthetic", *small, "model.flow_hidden=32",
+                       "model.flow_blocks=2", "model.pose_mlp=[51,32,16]"])
+    result = heading.run(cfg, "synthetic-test", steps=2, batch=4, seed=0)
+    for split in ("train", "test"):
+        assert result[split]["rows"] > 0
+        assert 0 <= result[split]["median"] <= result[split]["p90"] <= 180
+    assert math.isfinite(result["final_nll"])
