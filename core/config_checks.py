@@ -104,7 +104,6 @@ RANGES: dict[str, Rule] = {
     "ablation.jobs": at_least(1),
     "train.lr_schedule": one_of("constant", "cosine"),
     "train.warmup_steps": at_least(0),
-    "train.keypoints_2d_warmup": at_least(0),
     "train.threads": at_least(0),
     "backbone_pretraining.steps": at_least(0),
     "backbone_pretraining.batch_size": at_least(1),

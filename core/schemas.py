@@ -67,6 +67,7 @@ class LossesSchema:
     mmd_uncertain_conf: float = _field(PROBABILITY)
     mmd_min_conf: float = _field(PROBABILITY)
     camera_scale_factor: float = _field(above(0))
+    detach_orientation: str = _field(one_of("none", "mode", "all"))
     samples_2d_visible_only: bool = MISSING
     mask_dilation_iterations: int = MISSING
 

@@ -12,7 +12,6 @@ from . import losses
 from .data import TrainingExample, TrainingTargets
 from .model import POSE_DIM
 from .posterior import Hypotheses
-from .schedule import loss_weights
 
 
 def training_forward(model: nn.Module, batch: TrainingExample, samples: int,
@@ -23,10 +22,27 @@ def training_forward(model: nn.Module, batch: TrainingExample, samples: int,
     torch stream in this order: the flow's latents, ε, then the head's dropout."""
     posterior = model(batch.inputs)
     pose = posterior.mode_and_samples(samples)
+    pose = orientation_detached(pose, cfg.losses.detach_orientation)
     gt = batch.targets.gt_pose6d
     noise = torch.randn(gt.shape, device=gt.device, dtype=gt.dtype)
     log_prob = posterior.log_prob(gt + cfg.losses.nll_noise * noise)
     return posterior.project(pose), log_prob
+
+
+DETACH_ORIENTATION = ("none", "mode", "all")
+
+
+def orientation_detached(pose: torch.Tensor, which: str) -> torch.Tensor:
+    """The hypotheses' poses (B, 1 + N, 22, 6) with the global orientation (joint 0) of the mode
+    (`mode`) or of every hypothesis (`all`) cut from the graph, so that the losses on the
+    hypotheses (2D, orthogonality; MMD and mask too for `all`) never move it and only the NLL sets
+    it; `none` (the paper) returns `pose` (docs/diagnosis.md §6)."""
+    if which == "none":
+        return pose
+    upto = 1 if which == "mode" else pose.shape[1]
+    root = pose[:, :upto, :1].detach()
+    cut = torch.cat([root, pose[:, :upto, 1:]], 2)
+    return torch.cat([cut, pose[:, upto:]], 1)
 
 
 def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTargets,
@@ -66,8 +82,5 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
     return {name: term() for name, term in terms.items() if cfg.loss_weights[name] != 0}
 
 
-def total(terms: dict[str, torch.Tensor], cfg: DictConfig, step: int | None = None) -> torch.Tensor:
-    """Σ weight · term with the weights of training step `step` (train/schedule.py); None: the
-    configured weights, without the 2D warm-up (the benchmarks' fixed steps)."""
-    weights = cfg.loss_weights if step is None else loss_weights(step, cfg)
-    return losses.total_loss(terms, weights)
+def total(terms: dict[str, torch.Tensor], cfg: DictConfig) -> torch.Tensor:
+    return losses.total_loss(terms, cfg.loss_weights)

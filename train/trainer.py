@@ -150,7 +150,7 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
                 out, log_prob = training_forward(net, batch, cfg.model.samples_train, cfg)
                 terms = loss_terms(out, log_prob, batch.targets, cfg)
             _check_finite(terms, step)
-            loss = total(terms, cfg, step)
+            loss = total(terms, cfg)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()

@@ -4,7 +4,8 @@ The project's flow and 2D-pose condition (the profile's sizes), trained with the
 the detector's 2D pose of the training store (x, y normalised to the box, confidence; no image,
 no box, no augmentation), then the mode's global orientation against the ground truth on the
 kept rows of the training and the test store: geodesic angle in degrees (median, p90) and the
-share of modes more than 120° off (the "faces the wrong way" count of §5). A trained model's own
+share of modes more than 120° off (the "faces the wrong way" count of §5), and the angle of 99
+random hypotheses to their mode on the test rows. A trained model's own
 figures come from `benchmarks.diagnosis.spread`.
 
 `python -m benchmarks.diagnosis.heading [--test synthetic-test] [--steps 1500] [--batch 16]
@@ -49,14 +50,29 @@ def condition_and_pose(path) -> tuple[torch.Tensor, torch.Tensor]:
             torch.as_tensor(labels.pose[keep], dtype=torch.float32))
 
 
+def _degrees(angles: torch.Tensor) -> dict:
+    return {"median": round(float(angles.median()), 1),
+            "p90": round(float(angles.quantile(0.9)), 1)}
+
+
 def heading_errors(flow, condition, det_kp: torch.Tensor, pose: torch.Tensor) -> dict:
     """The mode's global-orientation error to the ground truth (degrees)."""
     with torch.no_grad():
         mode = flow.mode(condition(det_kp)).unflatten(1, (-1, 6))
     err = geodesic_deg(rot6d_to_matrix(mode[:, 0]), axis_angle_to_matrix(pose[:, 0]))
-    return {"rows": len(err), "median": round(float(err.median()), 1),
-            "p90": round(float(err.quantile(0.9)), 1),
+    return {"rows": len(err), **_degrees(err),
             "wrong_way_pct": round(100 * float((err > WRONG_WAY_DEG).float().mean()), 1)}
+
+
+def samples_to_mode(flow, condition, det_kp: torch.Tensor, samples: int, seed: int) -> dict:
+    """The global orientation of `samples` random hypotheses per row against the row's mode
+    (degrees): the angular part of the 3D spread (`benchmarks.diagnosis.spread`)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        c = condition(det_kp)
+        mode = flow.mode(c).unflatten(1, (-1, 6))[:, None, 0]
+        drawn = flow.sample(c, samples, generator).unflatten(2, (-1, 6))[:, :, 0]
+    return _degrees(geodesic_deg(rot6d_to_matrix(drawn), rot6d_to_matrix(mode)).flatten())
 
 
 def run(cfg: DictConfig, test: str, steps: int, batch: int, seed: int) -> dict:
@@ -80,7 +96,9 @@ def run(cfg: DictConfig, test: str, steps: int, batch: int, seed: int) -> dict:
     return {"steps": steps, "batch": batch, "seed": seed,
             "final_nll": round(float(loss.detach()), 3),
             "train": heading_errors(flow, condition, train_kp, train_pose),
-            "test": heading_errors(flow, condition, test_kp, test_pose), "machine": machine()}
+            "test": heading_errors(flow, condition, test_kp, test_pose),
+            "test_samples_to_mode": samples_to_mode(flow, condition, test_kp, 99, seed),
+            "machine": machine()}
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -137,3 +137,4 @@ def test_heading_runs_the_nll_only_flow_on_the_small_world(small):
         assert result[split]["rows"] > 0
         assert 0 <= result[split]["median"] <= result[split]["p90"] <= 180
     assert math.isfinite(result["final_nll"])
+    assert 0 < result["test_samples_to_mode"]["median"] <= result["test_samples_to_mode"]["p90"]

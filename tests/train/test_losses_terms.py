@@ -114,3 +114,24 @@ def test_keypoints_2d_samples_loss_against_loops():
         got = keypoints_2d_samples_loss(pred, gt, w)
         assert got.item() == pytest.approx(expected, rel=1e-12)
     assert supervised_2d_joints(in_view, conf, True).sum() < in_view.sum()
+
+
+@pytest.mark.parametrize("which, cut", [("none", 0), ("mode", 1), ("all", 3)])
+def test_a_detached_orientation_blocks_only_those_hypotheses_orientation_gradient(which, cut):
+    from train.objective import orientation_detached
+    pose = torch.randn(2, 3, 22, 6, requires_grad=True)  # (B, 1 + 2 samples, joints, 6D)
+    out = orientation_detached(pose, which)
+    assert torch.equal(out, pose)                          # the same values
+    out.sum().backward()
+    grad = pose.grad
+    assert torch.all(grad[:, :cut, 0] == 0)                # the cut global orientations
+    assert torch.all(grad[:, cut:, 0] == 1)                # the others still learn from the losses
+    assert torch.all(grad[:, :, 1:] == 1)                  # every body joint still learns
+
+
+def test_the_paper_lets_every_loss_move_the_orientation_and_unknown_values_are_refused():
+    assert load_config(["profile=synthetic"]).losses.detach_orientation == "none"
+    assert load_config(["profile=paper"]).losses.detach_orientation == "none"
+    from core.errors import ConfigError
+    with pytest.raises(ConfigError, match="losses.detach_orientation"):
+        load_config(["losses.detach_orientation=root"])
