@@ -29,14 +29,11 @@ def training_forward(model: nn.Module, batch: TrainingExample, samples: int,
     return posterior.project(pose), log_prob
 
 
-DETACH_ORIENTATION = ("none", "mode", "all")
-
-
 def orientation_detached(pose: torch.Tensor, which: str) -> torch.Tensor:
     """The hypotheses' poses (B, 1 + N, 22, 6) with the global orientation (joint 0) of the mode
     (`mode`) or of every hypothesis (`all`) cut from the graph, so that the losses on the
     hypotheses (2D, orthogonality; MMD and mask too for `all`) never move it and only the NLL sets
-    it; `none` (the paper) returns `pose` (docs/diagnosis.md §6)."""
+    it; `none` (the paper) returns `pose` (the values: core/schemas.py; docs/diagnosis.md §6)."""
     if which == "none":
         return pose
     upto = 1 if which == "mode" else pose.shape[1]
