@@ -83,6 +83,12 @@ def samples_to_crop(index: np.ndarray, detector: DetectorCrop, center: np.ndarra
     return crop_normalize(detector.index_to_image(index), center, scale)
 
 
+def pose_condition_input(det: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """`det_kp` as c_P reads it: the detector's x, y (image px) normalised to the box (center,
+    scale), then its confidence; det (..., 17, 3), center (..., 2), scale (...)."""
+    return np.concatenate([crop_normalize(det[..., :2], center, scale), det[..., 2:]], -1)
+
+
 def model_input(rgb: Sequence[np.ndarray], det: np.ndarray, center: np.ndarray,
                 scale: np.ndarray, focal: np.floating, img_size: np.ndarray,
                 normalisation: Normalisation = "float64") -> ModelInput:
@@ -90,7 +96,7 @@ def model_input(rgb: Sequence[np.ndarray], det: np.ndarray, center: np.ndarray,
 
     rgb: the crop's R, G, B uint8 planes (S, S); det (17, 3) detector x, y (image px) and
     confidence; focal float32 (px); img_size (2,) float32 (W, H)."""
-    det_kp = np.concatenate([crop_normalize(det[:, :2], center, scale), det[:, 2:]], -1)
+    det_kp = pose_condition_input(det, center, scale)
     w, h = img_size
     box = np.concatenate([cliff_bbox_condition(center, scale, w, h, focal), center,
                           [scale, focal], img_size]).astype(np.float32)

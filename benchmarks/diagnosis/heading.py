@@ -18,17 +18,16 @@ import json
 import sys
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from body.cameras import crop_normalize
 from body.rotations import axis_angle_to_matrix, axis_angle_to_rot6d, rot6d_to_matrix
 from core.cli import ArgumentParser, run_cli
 from stores.paths import store_path
 from stores.schema import KEPT
 from stores.store import Store
 from train.flow import make_flow
+from train.inputs import pose_condition_input
 from train.model import POSE_DIM, PoseCondition
 
 from .common import config, machine
@@ -43,9 +42,8 @@ def condition_and_pose(path) -> tuple[torch.Tensor, torch.Tensor]:
     store = Store(path)
     keep = store.read("status/reason") == KEPT
     labels = store.labels()
-    det = store.read("detector/keypoints")[keep]
-    xy = crop_normalize(det[..., :2], labels.center[keep], labels.scale[keep])
-    det_kp = np.concatenate([xy, det[..., 2:]], -1)
+    det_kp = pose_condition_input(store.read("detector/keypoints")[keep], labels.center[keep],
+                                  labels.scale[keep])
     return (torch.as_tensor(det_kp, dtype=torch.float32),
             torch.as_tensor(labels.pose[keep], dtype=torch.float32))
 
@@ -76,6 +74,7 @@ def samples_to_mode(flow, condition, det_kp: torch.Tensor, samples: int, seed: i
 
 
 def run(cfg: DictConfig, test: str, steps: int, batch: int, seed: int) -> dict:
+    """Train the NLL-only flow on `train.stores[0]`; its heading figures there and on `test`."""
     torch.manual_seed(seed)
     m = cfg.model
     train_kp, train_pose = condition_and_pose(store_path(cfg.paths.stores, cfg.train.stores[0]))

@@ -32,12 +32,10 @@ N = 12
 def trained(precomputed, body_models, tmp_path_factory):
     stores, _ = precomputed
     root = tmp_path_factory.mktemp("infer")
-    cfg = load_config([f"paths.stores={stores}", f"body.models={body_models}",
-                       f"paths.runs={root / 'runs'}", f"paths.reports={root / 'reports'}",
-                       *TINY])
-    trainer.fit(cfg)
     overrides = [f"paths.stores={stores}", f"body.models={body_models}",
                  f"paths.runs={root / 'runs'}", f"paths.reports={root / 'reports'}", *TINY]
+    cfg = load_config(overrides)
+    trainer.fit(cfg)
     return cfg, overrides
 
 
