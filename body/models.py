@@ -190,7 +190,9 @@ def load_smplx(root: str | Path, gender: str = "neutral", num_betas: int = 11,
 
 
 def load_smplx2smpl(root: str | Path) -> torch.Tensor:
-    """The (6890, 10475) map from SMPL-X to SMPL vertices (docs/method.md §6), dense float32."""
+    """The (6890, 10475) map from SMPL-X to SMPL vertices (docs/method.md §6): a coalesced sparse
+    COO float32 tensor, its nonzeros in row-major order (a dense copy would be 289 MB and take
+    most of the evaluator's start-up to build)."""
     root = Path(root)
     dense, upstream = root / "smplx2smpl.pkl", root / "smplx2smpl_deftrafo_setup.pkl"
     if dense.exists():
@@ -205,10 +207,15 @@ def load_smplx2smpl(root: str | Path) -> torch.Tensor:
         raise KeyError(f"{path}: missing key '{key}'")
     _note_read(path)
     matrix = data[key]
-    matrix = matrix.toarray() if scipy.sparse.issparse(matrix) else np.asarray(matrix)
-    if matrix.ndim != 2 or matrix.shape[0] != 6890 or matrix.shape[1] < 10475:
-        raise ValueError(f"{path}: '{key}' has shape {matrix.shape}, expected (6890, ≥10475)")
-    return torch.from_numpy(np.ascontiguousarray(matrix[:, :10475], dtype=np.float32))
+    shape = matrix.shape if scipy.sparse.issparse(matrix) else np.shape(matrix)
+    if len(shape) != 2 or shape[0] != 6890 or shape[1] < 10475:
+        raise ValueError(f"{path}: '{key}' has shape {shape}, expected (6890, ≥10475)")
+    coo = scipy.sparse.csr_matrix(matrix)[:, :10475].astype(np.float32)
+    coo.eliminate_zeros()
+    coo = coo.tocoo()
+    indices = torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data), (6890, 10475),
+                                   check_invariants=True).coalesce()
 
 
 def load_h36m_regressor(root: str | Path) -> torch.Tensor:

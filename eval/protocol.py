@@ -59,7 +59,7 @@ class Evaluator:
         self.model, self.cfg, self.device = model.eval(), cfg, device
         root = cfg.body.models
         self.smplx = load_smplx(root, num_betas=NUM_BETAS, device=device)
-        self.to_smpl = load_smplx2smpl(root).to_sparse().to(device)
+        self.to_smpl = load_smplx2smpl(root).to(device)
         self.gt_models = {g: load_smpl(root, g, device=device) for g in ("male", "female",
                                                                          "neutral")}
         self.protocol = protocol

@@ -163,15 +163,19 @@ def test_missing_file_and_key_are_named(body_models, tmp_path):
 
 def test_smplx2smpl_maps_templates_and_reads_both_layouts(body_models, tmp_path):
     matrix = load_smplx2smpl(body_models)
-    assert matrix.shape == (6890, 10475)
-    torch.testing.assert_close(matrix.sum(1), torch.ones(6890), atol=1e-5, rtol=0)
+    assert matrix.shape == (6890, 10475) and matrix.is_sparse and matrix.is_coalesced()
+    torch.testing.assert_close(torch.sparse.sum(matrix, 1).to_dense(), torch.ones(6890),
+                               atol=1e-5, rtol=0)
     smplx_v = load_smplx(body_models)(betas=torch.zeros(1, 11)).vertices[0]
     smpl_v = load_smpl(body_models)(betas=torch.zeros(1, 10)).vertices[0]
     assert (matrix @ smplx_v - smpl_v).norm(dim=1).max() < 0.02
     dense = tmp_path / "smplx2smpl.pkl"
     with dense.open("wb") as f:
-        pickle.dump({"matrix": matrix.numpy()}, f)
-    torch.testing.assert_close(load_smplx2smpl(tmp_path), matrix)
+        pickle.dump({"matrix": matrix.to_dense().numpy()}, f)
+    from_dense = load_smplx2smpl(tmp_path)  # the dense layout: the same entries, the same order
+    assert torch.equal(from_dense.indices(), matrix.indices())
+    assert torch.equal(from_dense.values(), matrix.values())
+    assert torch.equal(matrix.indices(), matrix.to_dense().to_sparse().indices())
     shutil.copy(body_models / "J_regressor_h36m.npy", tmp_path)
     reg = load_h36m_regressor(tmp_path)
     assert reg.shape == (17, 6890)
