@@ -70,6 +70,7 @@ class LossesSchema:
     detach_orientation: str = _field(one_of("none", "mode", "all"))
     samples_2d_visible_only: bool = MISSING
     mask_dilation_iterations: int = MISSING
+    mask_skip_gt_off_mask: bool = MISSING
 
 
 @dataclass

@@ -188,7 +188,7 @@ _FAR = 1e6  # normalised crop units: farther than any real point
 def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
               hm_inside: Tensor, gt_coco: Tensor, gt_in_crop: Tensor, mask: Tensor,
               use_mask: Tensor, invisible_conf: float = 0.5,
-              inside_px: float = INSIDE_MASK_PX) -> Tensor:
+              inside_px: float = INSIDE_MASK_PX, skip_gt_off_mask: bool = False) -> Tensor:
     """Penalises samples of invisible joints that land off the person (docs/method.md §4, Sec. 4.3).
 
     pred_coco_samples (B, 17, N, 2) projected COCO joints of the N random samples; max_conf
@@ -199,7 +199,10 @@ def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
     A point is penalised when its joint is invisible (max_conf < invisible_conf, or its ground
     truth outside the crop), it lies inside the mask raster (pixel coordinates in [0, S − 1],
     `body.pixels`) but no mask pixel centre is within inside_px of it, and its image has a
-    non-empty mask and use_mask. Its loss is the L1 distance to the L1-closest candidate of its
+    non-empty mask and use_mask. With `skip_gt_off_mask` a joint whose ground truth lies in the
+    crop but off the mask (hidden by an object, not by a person) is not penalised either
+    (docs/diagnosis.md §6; the reference release skips only whole object-occluded examples).
+    Its loss is the L1 distance to the L1-closest candidate of its
     image: all the image's heatmap samples inside the mask (of every joint) plus its 17
     ground-truth COCO joints (the reference release's rule; non-finite ones are dropped).
     Result: the sum over penalised points divided by B × N (reference release). Gradients reach
@@ -221,6 +224,12 @@ def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
         invisible = invisible[:, :, None].expand(b, k, n).reshape(b, k * n)
         has_mask = use_mask & mask.flatten(1).any(1)
         penalised = invisible & in_raster & ~on_mask & has_mask[:, None]
+        if skip_gt_off_mask:
+            gt_px = torch.stack([crop_to_pixels(gt_coco[..., 0], w),
+                                 crop_to_pixels(gt_coco[..., 1], h)], -1)
+            hidden_by_object = gt_in_crop & gt_coco.isfinite().all(-1) & \
+                ~near_mask(gt_px, mask, inside_px)
+            penalised &= ~hidden_by_object[:, :, None].expand(b, k, n).reshape(b, k * n)
 
         candidates = torch.cat([hm_samples.reshape(b, -1, 2), gt_coco], 1).detach().to(pred.dtype)
         valid = torch.cat([hm_inside.reshape(b, -1), torch.ones_like(gt_coco[..., 0], dtype=bool)],

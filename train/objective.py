@@ -74,7 +74,8 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
         "mask": lambda: losses.mask_loss(samples, targets.max_conf, targets.hm_samples,
                                          targets.hm_inside, targets.gt_coco,
                                          targets.gt_in_crop, targets.mask,
-                                         targets.use_mask, visible_conf, inside_px),
+                                         targets.use_mask, visible_conf, inside_px,
+                                         lc.mask_skip_gt_off_mask),
     }
     return {name: term() for name, term in terms.items() if cfg.loss_weights[name] != 0}
 

@@ -127,6 +127,26 @@ def test_mask_loss_gt_outside_the_crop_counts_as_invisible():
     assert value.item() == pytest.approx(0.75 / 2, rel=1e-12)
 
 
+def test_mask_loss_can_skip_joints_whose_ground_truth_is_off_the_mask():
+    """`skip_gt_off_mask`: joint 9's GT at crop px (5, 5), in the crop but off the one-pixel mask
+    (an object hides it). Its sample at (5, 4) is off the mask; the nearest candidate is that GT,
+    1 px = 0.25 normalised away, so the paper's rule penalises it by 0.25 (B × N = 1) and the
+    option not at all. Joints whose GT is on the mask, or outside the crop, are penalised as
+    before."""
+    pred, max_conf, hm, hm_inside, gt, in_crop, mask, use_mask = _one_pixel_case([[5.0, 4.0]])
+    gt[0, 9] = 2 * torch.tensor([5.0, 5.0], dtype=torch.float64) / 8 - 1
+    args = (pred, max_conf, hm, hm_inside, gt, in_crop, mask, use_mask)
+    assert mask_loss(*args).item() == pytest.approx(0.25, rel=1e-12)
+    assert mask_loss(*args, skip_gt_off_mask=True).item() == 0
+    pts = [[1.6, 2.0], [2.8, 2.0], [2.5, 2.5], [7.5, 2.0], [5.0, 2.0]]
+    assert mask_loss(*_one_pixel_case(pts), skip_gt_off_mask=True).item() == pytest.approx(
+        (0.2 + 0.75) / 5, rel=1e-12)
+    outside = _one_pixel_case([[5.0, 2.0], [2.0, 2.0]], conf=0.9, in_crop=False)
+    outside[4][0, 9] = 2 * torch.tensor([5.0, 5.0], dtype=torch.float64) / 8 - 1
+    assert mask_loss(*outside, skip_gt_off_mask=True).item() == pytest.approx(
+        mask_loss(*outside).item(), rel=1e-12) and mask_loss(*outside).item() > 0
+
+
 def test_mask_loss_zero_without_mask_or_invisible_joints():
     pred, max_conf, hm, hm_inside, gt, in_crop, mask, use_mask = mask_inputs(0)
     assert mask_loss(pred, max_conf, hm, hm_inside, gt, in_crop, mask, use_mask).item() > 0
