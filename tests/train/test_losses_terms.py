@@ -130,8 +130,10 @@ def test_a_detached_orientation_blocks_only_those_hypotheses_orientation_gradien
 
 
 def test_the_paper_lets_every_loss_move_the_orientation_and_unknown_values_are_refused():
-    assert load_config(["profile=synthetic"]).losses.detach_orientation == "none"
-    assert load_config(["profile=paper"]).losses.detach_orientation == "none"
+    paper, synthetic = load_config(["profile=paper"]).losses, load_config().losses
+    assert paper.detach_orientation == "none" and not paper.mask_skip_gt_off_mask
+    # the synthetic profile's two departures (docs/diagnosis.md §6)
+    assert synthetic.detach_orientation == "mode" and synthetic.mask_skip_gt_off_mask
     from core.errors import ConfigError
     with pytest.raises(ConfigError, match="losses.detach_orientation"):
         load_config(["losses.detach_orientation=root"])
