@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from body.cameras import crop_normalize, intrinsics, perspective_projection
+from body.fast_vertices import FastVertices
 from body.models import load_h36m_regressor, load_smpl, load_smplx, load_smplx2smpl
 from body.rotations import axis_angle_to_matrix, rot6d_to_matrix
 from stores.store import Store
@@ -51,15 +52,21 @@ class Collected:
 
 
 class Evaluator:
-    """Holds the models every metric needs: the trained network, SMPL-X (full mesh), the
-    SMPL-X → SMPL map, the gendered SMPL ground truth models and the joint regressors."""
+    """Holds the models every metric needs: the trained network, SMPL-X (the vertices the
+    SMPL-X → SMPL map reads), the map, the gendered SMPL ground truth models and the joint
+    regressors."""
 
     def __init__(self, model: ProbabilisticHMR, cfg: DictConfig, protocol: str,
                  device: torch.device) -> None:
         self.model, self.cfg, self.device = model.eval(), cfg, device
         root = cfg.body.models
-        self.smplx = load_smplx(root, num_betas=NUM_BETAS, device=device)
-        self.to_smpl = load_smplx2smpl(root).to(device)
+        to_smpl = load_smplx2smpl(root)
+        # only the SMPL-X vertices the map reads are skinned (body/fast_vertices.py)
+        used, columns = torch.unique(to_smpl.indices()[1], return_inverse=True)
+        self.smplx_vertices = FastVertices(load_smplx(root, num_betas=NUM_BETAS), used).to(device)
+        self.to_smpl = torch.sparse_coo_tensor(
+            torch.stack([to_smpl.indices()[0], columns]), to_smpl.values(),
+            (to_smpl.shape[0], len(used)), check_invariants=True).coalesce().to(device)
         self.gt_models = {g: load_smpl(root, g, device=device) for g in ("male", "female",
                                                                          "neutral")}
         self.protocol = protocol
@@ -77,9 +84,7 @@ class Evaluator:
         map)."""
         b, h = pose6d.shape[:2]
         mats = rot6d_to_matrix(pose6d.flatten(0, 1))
-        out = self.smplx(betas=betas.repeat_interleave(h, 0), global_orient=mats[:, :1],
-                         body_pose=mats[:, 1:])
-        verts = out.vertices  # (B·H, 10475, 3)
+        verts = self.smplx_vertices(betas.repeat_interleave(h, 0), mats)  # (B·H, used vertices, 3)
         # one sparse product for every mesh (columns = mesh × xyz): the per-mesh products' values
         # bit for bit, ≈ 5× faster than a loop over the meshes
         n, v, _ = verts.shape
