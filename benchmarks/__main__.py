@@ -15,6 +15,7 @@ from core.errors import MissingFileError
 
 from .data_path import bench_data_path
 from .fast_joints import bench_fast_joints
+from .fast_vertices import bench_fast_vertices
 from .mask_loss import bench_mask_loss_memory
 from .postprocess import bench_postprocess
 from .report import write_report
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(args.body_models) if args.body_models else write_synthetic_body_models(tmp)
         figures = {"fast_joints_vs_smplx": bench_fast_joints(models),
+                   "fast_vertices_vs_smplx": bench_fast_vertices(models),
                    **bench_postprocess(models)}  # postprocess_crops_per_s, sample_bytes_per_crop
         figures["data_path_examples_per_s"] = bench_data_path(models)
         figures["train_step_vs_flow"] = bench_train_step(models)
