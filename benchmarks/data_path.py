@@ -29,7 +29,7 @@ from train.augment import augment_box, photometric
 from train.data import ExampleSettings, TrainingExample, TrainingExamples, TrainingTargets
 from train.inputs import model_input
 
-from .timing import timed
+from .timing import one_thread, timed
 
 WORLD = ["synthetic.bedlam.folders=[synthetic_a]", "synthetic.bedlam.sequences_per_folder=4",
          "synthetic.bedlam.frames_per_sequence=6", "synthetic.emdb.subjects=1",
@@ -148,18 +148,13 @@ def measure(store: Path, tmp: Path, examples: int = 300, repeats: int = 3) -> di
 def bench_data_path(body_models: Path, examples: int = 300, repeats: int = 3) -> dict:
     """Examples/s through `TrainingExamples.__getitem__` vs the reference, on one core, for
     synthetic worlds with BEDLAM-size (headline) and default-size frames."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     cv2.setNumThreads(1)
     results = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, frame in FRAMES.items():
-                work = Path(tmp) / name
-                results[name] = measure(make_store(body_models, work, frame), work, examples,
-                                        repeats)
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread(), tempfile.TemporaryDirectory() as tmp:
+        for name, frame in FRAMES.items():
+            work = Path(tmp) / name
+            results[name] = measure(make_store(body_models, work, frame), work, examples,
+                                    repeats)
     head = results["1280x720"]
     speedup = head["ours"] / head["reference"]
     figure = {"value": round(head["ours"], 1), "unit": "examples/s", "goal": ">= 10x reference",

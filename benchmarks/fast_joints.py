@@ -4,13 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from scipy.spatial.transform import Rotation
 
 from body.fast_joints import FastJoints
 from body.joints import SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
 from body.models import load_smplx
 
-from .timing import timed
+from .timing import random_body_pose, timed
 
 
 @torch.no_grad()
@@ -18,9 +17,7 @@ def bench_fast_joints(body_models: Path, batch: int = 1664, repeats: int = 3) ->
     model = load_smplx(body_models)
     ids = list(SMPLX_TO_COCO17) + list(SMPLX_2D_LOSS_JOINTS)
     fast = FastJoints(model, ids)
-    rot = torch.tensor(Rotation.random(batch * 22, random_state=0).as_matrix(),
-                       dtype=torch.float32).reshape(batch, 22, 3, 3)
-    betas = torch.randn(batch, 11, generator=torch.Generator().manual_seed(0))
+    rot, betas = random_body_pose(batch)
 
     def full():
         return model(betas=betas, global_orient=rot[:, :1], body_pose=rot[:, 1:]).joints[:, ids]

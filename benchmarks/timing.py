@@ -1,8 +1,12 @@
-"""Timing of the benchmarks: the best of several runs."""
+"""Timing of the benchmarks: the best of several runs, one intra-op thread, seeded inputs."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from scipy.spatial.transform import Rotation
 
 
 def timed(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> tuple[float, object]:
@@ -16,3 +20,22 @@ def timed(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> tuple
         out = fn()
         best = min(best, time.perf_counter() - start)
     return best, out
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch at one intra-op thread inside the block, its previous count restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def random_body_pose(batch: int, joints: int = 22,
+                     betas: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded uniform rotations (batch, joints, 3, 3) and normal betas (batch, betas), float32."""
+    rot = torch.tensor(Rotation.random(batch * joints, random_state=0).as_matrix(),
+                       dtype=torch.float32).reshape(batch, joints, 3, 3)
+    return rot, torch.randn(batch, betas, generator=torch.Generator().manual_seed(0))

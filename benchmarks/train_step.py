@@ -19,7 +19,7 @@ from train.inputs import ModelInput
 from train.model import POSE_DIM, ProbabilisticHMR
 from train.objective import loss_terms, total, training_forward
 
-from .timing import timed
+from .timing import one_thread, timed
 
 
 def _batch(b: int, crop: int) -> TrainingExample:
@@ -93,12 +93,9 @@ def bench_synthetic_steps(body_models: Path, steps: int = 10) -> dict:
     shared machine intra-op threads can cost far more than they give, docs/diagnosis.md §4),
     with the machine's load beside them."""
     threads = torch.get_num_threads()
-    try:
-        default = _synthetic_step_s(body_models, steps)
-        torch.set_num_threads(1)
+    default = _synthetic_step_s(body_models, steps)
+    with one_thread():
         single = _synthetic_step_s(body_models, steps)
-    finally:
-        torch.set_num_threads(threads)
     return {"value": round(1 / default, 2), "unit": "steps/s", "threads": threads,
             "steps_per_s_1_thread": round(1 / single, 2),
             "batch": "train.batch_size x (1 + model.samples_train) (synthetic profile)",

@@ -14,6 +14,20 @@ import torch
 from torch import nn
 
 
+def rest_joint_basis(model: nn.Module, joints: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rest positions of `joints` as a linear function of the betas, the regressor folded
+    into the shape blend (as `smplx.lbs` computes them from the shaped mesh): template (N, 3)
+    and directions (N, 3, n_dirs)."""
+    jreg = model.J_regressor[list(joints)]  # (N, V)
+    return jreg @ model.v_template, torch.einsum("nv,vck->nck", jreg, model.shapedirs)
+
+
+def rest_joints(template: torch.Tensor, dirs: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+    """(B, N, 3) rest joints of `rest_joint_basis` for betas (B, n_betas ≤ n_dirs); expression
+    directions beyond the betas stay at zero."""
+    return template + torch.einsum("nck,bk->bnc", dirs[..., :betas.shape[1]], betas)
+
+
 class FastJoints(nn.Module):
     """Selected output joints of an `smplx` SMPL/SMPL-X *Layer* model, without its vertices.
 
@@ -51,9 +65,9 @@ class FastJoints(nn.Module):
                        for level in range(1, max(depth) + 1)]
 
         shapedirs = model.shapedirs  # (V, 3, n_betas); expression directions stay at zero
-        jreg = model.J_regressor[needed_sorted]  # (N, V)
-        self.register_buffer("j_template", jreg @ model.v_template)
-        self.register_buffer("j_shapedirs", torch.einsum("nv,vck->nck", jreg, shapedirs))
+        j_template, j_shapedirs = rest_joint_basis(model, needed_sorted)
+        self.register_buffer("j_template", j_template)
+        self.register_buffer("j_shapedirs", j_shapedirs)
         self.register_buffer("v_template", model.v_template[verts])
         self.register_buffer("v_shapedirs", shapedirs[verts])
         n_pose = model.posedirs.shape[0]
@@ -78,7 +92,7 @@ class FastJoints(nn.Module):
         batch, n_posed = rotmats.shape[:2]
         n_betas = betas.shape[1]
         eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
-        rest = self.j_template + torch.einsum("nck,bk->bnc", self.j_shapedirs[..., :n_betas], betas)
+        rest = rest_joints(self.j_template, self.j_shapedirs, betas)
         rot = [rotmats[:, j] if j < n_posed else None for j in self.joints]
         g_rot, g_pos = [None] * len(self.joints), [None] * len(self.joints)
         g_rot[0] = rot[0] if rot[0] is not None else eye.expand(batch, 3, 3)

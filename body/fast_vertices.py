@@ -4,17 +4,20 @@ The evaluation skins 100 hypotheses of every test crop (and up to 1000 for the P
 `smplx.lbs` does it with a (B, V, 4, 4) transform per vertex and a batched 4 × 4 matrix product
 per vertex, and with every pose blend shape although the hands, jaw and eyes stay at identity
 (docs/method.md §3), where their pose features are exactly zero. Written by hand because no
-library offers the restricted form: the same shape blend, rest joints and rigid transforms as
-`smplx.lbs` (its own functions), the pose blend shapes of the posed joints only, and the skinning
-as one weight product plus a per-vertex rotation, optionally for a subset of the vertices.
+library offers the restricted form: the same shape blend and rigid transforms as `smplx.lbs` (its
+own `batch_rigid_transform`), the rest joints through the regressor folded into the shape blend
+(`body.fast_joints.rest_joint_basis`), the pose blend shapes of the posed joints only, and the
+skinning as one weight product plus a per-vertex rotation, optionally for a subset of vertices.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
-from smplx.lbs import batch_rigid_transform, blend_shapes, vertices2joints
+from smplx.lbs import batch_rigid_transform
 from torch import nn
+
+from .fast_joints import rest_joint_basis, rest_joints
 
 
 class FastVertices(nn.Module):
@@ -31,10 +34,9 @@ class FastVertices(nn.Module):
             torch.as_tensor(vertex_ids, dtype=torch.long)
         n_pose = model.posedirs.shape[0]
         self.register_buffer("parents", model.parents.clone())
-        self.register_buffer("v_template", model.v_template)
-        self.register_buffer("shapedirs", model.shapedirs)
-        self.register_buffer("j_regressor", model.J_regressor)
-        self.register_buffer("ids", ids)
+        j_template, j_shapedirs = rest_joint_basis(model, range(len(model.parents)))
+        self.register_buffer("j_template", j_template)
+        self.register_buffer("j_shapedirs", j_shapedirs)
         # coordinate-major layouts, (…, 3, S): every elementwise step below runs along the
         # vertices, contiguous
         self.register_buffer("template_t", model.v_template[ids].T.contiguous())
@@ -54,18 +56,15 @@ class FastVertices(nn.Module):
     def _skin(self, betas: torch.Tensor, rotmats: torch.Tensor) -> torch.Tensor:
         """(B, 3, S) vertices of one chunk."""
         batch, n_posed = rotmats.shape[:2]
-        n_joints = self.j_regressor.shape[0]
-        n_betas = betas.shape[1]
-        # rest joints from the full shaped mesh, as smplx.lbs
-        v_shaped = self.v_template + blend_shapes(betas, self.shapedirs[..., :n_betas])
-        rest = vertices2joints(self.j_regressor, v_shaped)
+        n_joints = self.j_template.shape[0]
+        rest = rest_joints(self.j_template, self.j_shapedirs, betas)
         eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
         full = eye.expand(batch, n_joints, 3, 3).clone()
         full[:, :n_posed] = rotmats
         _, transforms = batch_rigid_transform(full, rest, self.parents, dtype=rotmats.dtype)
         # joints ≥ K have a zero pose feature: only the posed joints' blend shapes contribute
         feature = (rotmats[:, 1:] - eye).reshape(batch, -1)
-        shape = betas @ self.shapedirs_t[:n_betas].flatten(1)
+        shape = betas @ self.shapedirs_t[:betas.shape[1]].flatten(1)
         pose = feature @ self.posedirs_t[: feature.shape[1]]
         posed = (self.template_t.flatten() + shape + pose).view(batch, 3, -1)
         # blended rigid transforms [R | t] per vertex: one sparse (S, J) × (J, B · 12) product

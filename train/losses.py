@@ -216,20 +216,21 @@ def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
     pred = pred_coco_samples.reshape(b, k * n, 2)
     with torch.no_grad():
         h, w = mask.shape[-2:]
-        px = torch.stack([crop_to_pixels(pred[..., 0].detach(), w),
-                          crop_to_pixels(pred[..., 1].detach(), h)], -1)
+
+        def pixels(points: Tensor) -> Tensor:
+            return torch.stack([crop_to_pixels(points[..., 0], w),
+                                crop_to_pixels(points[..., 1], h)], -1)
+
+        px = pixels(pred.detach())
         in_raster = inside_raster(px, h, w)
         on_mask = near_mask(px, mask, inside_px)
         invisible = (max_conf < invisible_conf) | ~gt_in_crop
+        if skip_gt_off_mask:  # hidden by an object: the ground truth is in the crop, off the mask
+            invisible &= ~(gt_in_crop & gt_coco.isfinite().all(-1) &
+                           ~near_mask(pixels(gt_coco), mask, inside_px))
         invisible = invisible[:, :, None].expand(b, k, n).reshape(b, k * n)
         has_mask = use_mask & mask.flatten(1).any(1)
         penalised = invisible & in_raster & ~on_mask & has_mask[:, None]
-        if skip_gt_off_mask:
-            gt_px = torch.stack([crop_to_pixels(gt_coco[..., 0], w),
-                                 crop_to_pixels(gt_coco[..., 1], h)], -1)
-            hidden_by_object = gt_in_crop & gt_coco.isfinite().all(-1) & \
-                ~near_mask(gt_px, mask, inside_px)
-            penalised &= ~hidden_by_object[:, :, None].expand(b, k, n).reshape(b, k * n)
 
         candidates = torch.cat([hm_samples.reshape(b, -1, 2), gt_coco], 1).detach().to(pred.dtype)
         valid = torch.cat([hm_inside.reshape(b, -1), torch.ones_like(gt_coco[..., 0], dtype=bool)],

@@ -18,13 +18,17 @@ def smplx_model(body_models):
     return load_smplx(body_models)
 
 
-def _full(model, betas, rot, transl=None):
-    n = rot.shape[1]
+def smplx_output(model, betas, rot, transl=None):
+    """smplx's own forward of an SMPL-X Layer with the first rot.shape[1] joints posed."""
     kwargs = {"global_orient": rot[:, :1], "body_pose": rot[:, 1:22]}
-    if n > 22:  # SMPL-X jaw, eyes, hands
+    if rot.shape[1] > 22:  # SMPL-X jaw, eyes, hands
         kwargs.update(jaw_pose=rot[:, 22:23], leye_pose=rot[:, 23:24], reye_pose=rot[:, 24:25],
                       left_hand_pose=rot[:, 25:40], right_hand_pose=rot[:, 40:55])
-    return model(betas=betas, transl=transl, **kwargs).joints
+    return model(betas=betas, transl=transl, **kwargs)
+
+
+def _full(model, betas, rot, transl=None):
+    return smplx_output(model, betas, rot, transl).joints
 
 
 def test_coco_and_loss_joints_equal_smplx_forward(smplx_model):

@@ -1,21 +1,12 @@
 import torch
-from scipy.spatial.transform import Rotation
 
 from body.fast_vertices import FastVertices
 from body.models import load_smplx
-
-
-def _rotations(batch, joints, seed):
-    mats = Rotation.random(batch * joints, random_state=seed).as_matrix()
-    return torch.tensor(mats, dtype=torch.float32).reshape(batch, joints, 3, 3)
+from tests.body.test_fast_joints import _rotations, smplx_output
 
 
 def _smplx_vertices(model, betas, rot):
-    kwargs = {"global_orient": rot[:, :1], "body_pose": rot[:, 1:22]}
-    if rot.shape[1] > 22:  # jaw, eyes, hands
-        kwargs.update(jaw_pose=rot[:, 22:23], leye_pose=rot[:, 23:24], reye_pose=rot[:, 24:25],
-                      left_hand_pose=rot[:, 25:40], right_hand_pose=rot[:, 40:55])
-    return model(betas=betas, **kwargs).vertices
+    return smplx_output(model, betas, rot).vertices
 
 
 def test_body_pose_vertices_equal_smplx_forward(body_models):
