@@ -9,7 +9,7 @@ from body.fast_joints import FastJoints
 from body.joints import SMPLX_2D_LOSS_JOINTS, SMPLX_TO_COCO17
 from body.models import load_smplx
 
-from .timing import random_body_pose, timed
+from .timing import random_body_pose, speedup_figure
 
 
 @torch.no_grad()
@@ -22,12 +22,5 @@ def bench_fast_joints(body_models: Path, batch: int = 1664, repeats: int = 3) ->
     def full():
         return model(betas=betas, global_orient=rot[:, :1], body_pose=rot[:, 1:]).joints[:, ids]
 
-    t_full, _ = timed(full, repeats)
-    t_fast, _ = timed(lambda: fast(betas, rot), repeats)
-    deviation = (full() - fast(betas, rot)).abs().max().item()
-    speedup = t_full / t_fast
-    return {"value": round(speedup, 1), "unit": "x faster", "goal": ">= 10x, dev <= 1e-5 m",
-            "met": bool(speedup >= 10 and deviation <= 1e-5), "batch": batch,
-            "smplx_full_s": round(t_full, 4), "fast_s": round(t_fast, 5),
-            "max_deviation_m": float(f"{deviation:.2e}"),
+    return {**speedup_figure(full, lambda: fast(betas, rot), repeats, 10), "batch": batch,
             "vertices": int(model.v_template.shape[0])}

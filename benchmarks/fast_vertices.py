@@ -9,7 +9,7 @@ import torch
 from body.fast_vertices import FastVertices
 from body.models import load_smplx, load_smplx2smpl
 
-from .timing import one_thread, random_body_pose, timed
+from .timing import one_thread, random_body_pose, speedup_figure
 
 
 @torch.no_grad()
@@ -23,11 +23,5 @@ def bench_fast_vertices(body_models: Path, batch: int = 800, repeats: int = 3) -
         return model(betas=betas, global_orient=rot[:, :1], body_pose=rot[:, 1:]).vertices[:, used]
 
     with one_thread():
-        t_full, _ = timed(full, repeats)
-        t_fast, _ = timed(lambda: fast(betas, rot), repeats)
-    deviation = (full() - fast(betas, rot)).abs().max().item()
-    speedup = t_full / t_fast
-    return {"value": round(speedup, 1), "unit": "x faster", "goal": ">= 2x, dev <= 1e-5 m",
-            "met": bool(speedup >= 2 and deviation <= 1e-5), "batch": batch,
-            "smplx_full_s": round(t_full, 4), "fast_s": round(t_fast, 4),
-            "max_deviation_m": float(f"{deviation:.2e}"), "vertices": int(len(used))}
+        figure = speedup_figure(full, lambda: fast(betas, rot), repeats, 2)
+    return {**figure, "batch": batch, "vertices": int(len(used))}

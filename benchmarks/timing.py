@@ -39,3 +39,18 @@ def random_body_pose(batch: int, joints: int = 22,
     rot = torch.tensor(Rotation.random(batch * joints, random_state=0).as_matrix(),
                        dtype=torch.float32).reshape(batch, joints, 3, 3)
     return rot, torch.randn(batch, betas, generator=torch.Generator().manual_seed(0))
+
+
+def speedup_figure(full: Callable[[], torch.Tensor], fast: Callable[[], torch.Tensor],
+                   repeats: int, min_speedup: float, tolerance_m: float = 1e-5) -> dict:
+    """A fast path against smplx's full forward: best times, speed-up and max deviation, met
+    when it is at least `min_speedup` times faster within `tolerance_m`."""
+    t_full, expected = timed(full, repeats)
+    t_fast, got = timed(fast, repeats)
+    deviation = (expected - got).abs().max().item()
+    speedup = t_full / t_fast
+    return {"value": round(speedup, 1), "unit": "x faster",
+            "goal": f">= {min_speedup:g}x, dev <= {tolerance_m:.0e} m".replace("e-0", "e-"),
+            "met": bool(speedup >= min_speedup and deviation <= tolerance_m),
+            "smplx_full_s": round(t_full, 4), "fast_s": round(t_fast, 5),
+            "max_deviation_m": float(f"{deviation:.2e}")}
