@@ -11,10 +11,12 @@ has `features(x)`, the map before pooling.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -267,30 +269,62 @@ def make_backbone(name: str, **options) -> nn.Module:
     return BACKBONES[name](**options)
 
 
+def fold_batch_norms(module: nn.Module) -> nn.Module:
+    """A copy of an eval-mode `module` in which every BatchNorm2d that directly follows a Conv2d
+    inside a Sequential is folded into that convolution (torch's `fuse_conv_bn_eval`; the
+    BatchNorm becomes an Identity): the same function up to float rounding, without the
+    BatchNorm's pass over the activations (10 % of a synthetic CPU training step)."""
+    folded = copy.deepcopy(module)
+    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for conv_name, bn_name in zip(names, names[1:]):
+            conv, bn = seq._modules[conv_name], seq._modules[bn_name]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
+                seq._modules[bn_name] = nn.Identity()
+    return folded
+
+
 class FrozenBackbone(nn.Module):
     """A backbone with fixed parameters whose BatchNorm layers stay in eval mode (running
     statistics used, never updated) whatever mode the parent model is put in.
 
     Gradients still flow through it to its input. The wrapped module is `self.backbone`, so its
-    state-dict keys gain the prefix "backbone.".
+    state-dict keys gain the prefix "backbone.". It runs as a copy with its BatchNorms folded
+    into the convolutions (`fold_batch_norms`), rebuilt whenever a parameter of the wrapped
+    module changes in place (a loaded checkpoint) or a tensor moves (device, dtype). Buffers
+    count by place only: DDP rewrites them with the same values at every step.
     """
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
         self.backbone = backbone.requires_grad_(False).eval()
         self.out_features = getattr(backbone, "out_features", None)
+        self._folded: tuple[tuple, nn.Module] | None = None
 
     def train(self, mode: bool = True) -> FrozenBackbone:
         super().train(mode)
         self.backbone.eval()
         return self
 
+    def folded(self) -> nn.Module:
+        """The wrapped backbone with its BatchNorms folded, current with its tensors."""
+        key = (tuple((p.device, p.dtype, p.data_ptr(), p._version)
+                     for p in self.backbone.parameters()),
+               tuple((b.device, b.dtype, b.data_ptr()) for b in self.backbone.buffers()))
+        if self._folded is None or self._folded[0] != key:
+            # channels-last weights, as the crop comes (train/model.py): 88 → 56 ms CPU for the
+            # synthetic batch of 16, against 63 ms with the folded weights channels-first
+            folded = fold_batch_norms(self.backbone).to(memory_format=torch.channels_last)
+            self._folded = (key, folded)
+        return self._folded[1]
+
     def features(self, x: Tensor) -> Tensor:
         """The wrapped backbone's map before pooling."""
-        return self.backbone.features(x)
+        return self.folded().features(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.backbone(x)
+        return self.folded()(x)
 
 
 class TrainedBackbone(nn.Module):

@@ -66,7 +66,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from body.cameras import DetectorCrop, crop_matrix, crop_normalize
 from body.pixels import INSIDE_MASK_PX
@@ -125,10 +125,31 @@ class TrainingTargets(NamedTuple):
 
 
 class TrainingExample(NamedTuple):
-    """One training example (or a collated batch): the model's input and the targets."""
+    """One training example (or a collated batch): the model's input and the targets; a batch
+    of `CollateExamples` with a frozen backbone also carries its features of the crops."""
 
     inputs: ModelInput
     targets: TrainingTargets
+    features: torch.Tensor | None = None  # (B, out_features) c_I, or None: the model computes it
+
+
+class CollateExamples:
+    """A DataLoader's collate_fn: the examples stacked into one batch and, given a
+    frozen backbone, its features of the batch's crops (`train.backbone_in_loader`): a DataLoader
+    worker then computes them beside the training step instead of inside it (docs/diagnosis.md
+    §4.1). Without a backbone it only stacks."""
+
+    def __init__(self, backbone: torch.nn.Module | None = None) -> None:
+        self.backbone = backbone
+
+    def __call__(self, examples: Sequence[TrainingExample]) -> TrainingExample:
+        batch = TrainingExample(default_collate([e.inputs for e in examples]),
+                                default_collate([e.targets for e in examples]))
+        if self.backbone is None:
+            return batch
+        with torch.no_grad():
+            image = batch.inputs.image.contiguous(memory_format=torch.channels_last)
+            return batch._replace(features=self.backbone(image))
 
 
 class _Rows:
@@ -341,9 +362,10 @@ def _worker_init(_: int) -> None:
 
 def make_loader(stores: Sequence[str | Path], cfg, start: int, rank: int = 0,
                 world_size: int = 1, batch_size: int | None = None,
-                workers: int | None = None) -> DataLoader:
+                workers: int | None = None, backbone: torch.nn.Module | None = None) -> DataLoader:
     """The infinite training DataLoader from example `start` (config: `train:`, `model.crop_size`,
     `conventions.inside_mask_px`); stores by path or name, weights `train.dataset_weights`.
+    `backbone`: a frozen CPU backbone whose features each batch carries (`CollateExamples`).
     """
     t = cfg.train
     batch_size = int(t.batch_size if batch_size is None else batch_size)
@@ -356,5 +378,6 @@ def make_loader(stores: Sequence[str | Path], cfg, start: int, rank: int = 0,
     cuda = str(t.get("device", "cpu")).startswith("cuda") and torch.cuda.is_available()
     return DataLoader(dataset, batch_size=batch_size,
                       sampler=ExampleSampler(start, rank, world_size), num_workers=workers,
+                      collate_fn=CollateExamples(backbone),
                       persistent_workers=workers > 0, pin_memory=cuda,
                       worker_init_fn=_worker_init if workers > 0 else None)

@@ -115,7 +115,10 @@ T = TypeVar("T")
 
 
 def to_device(batch: T, device: torch.device | str, non_blocking: bool = False) -> T:
-    """`batch` (a tensor or a NamedTuple nest of them) with every tensor on `device`."""
+    """`batch` (a tensor or a NamedTuple nest of them, None kept) with every tensor on
+    `device`."""
+    if batch is None:
+        return None
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=non_blocking)
     return type(batch)(*(to_device(x, device, non_blocking) for x in batch))

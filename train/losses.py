@@ -208,9 +208,10 @@ def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
     Result: the sum over penalised points divided by B × N (reference release). Gradients reach
     pred only.
 
-    Memory: the mask is read by 4 gathers per point (`body.pixels.near_mask`), never compared
-    with all its pixels; the only pairwise array is the (B, 17·N, 17·M + 17) candidate distance,
-    computed without autograd, so nothing grows with H·W beyond the mask itself.
+    Memory and time: the mask is read by 4 gathers per point (`body.pixels.near_mask`), never
+    compared with all its pixels; candidate distances are computed, without autograd, for the
+    penalised points only (P × (17·M + 17), P ≤ B·17·N: typically a few % of the points), so
+    nothing grows with H·W beyond the mask itself.
     """
     b, k, n, _ = pred_coco_samples.shape
     pred = pred_coco_samples.reshape(b, k * n, 2)
@@ -230,20 +231,20 @@ def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
                            ~near_mask(pixels(gt_coco), mask, inside_px))
         invisible = invisible[:, :, None].expand(b, k, n).reshape(b, k * n)
         has_mask = use_mask & mask.flatten(1).any(1)
-        penalised = invisible & in_raster & ~on_mask & has_mask[:, None]
+        image, point = (invisible & in_raster & ~on_mask & has_mask[:, None]).nonzero(
+            as_tuple=True)
 
         candidates = torch.cat([hm_samples.reshape(b, -1, 2), gt_coco], 1).detach().to(pred.dtype)
         valid = torch.cat([hm_inside.reshape(b, -1), torch.ones_like(gt_coco[..., 0], dtype=bool)],
                           1) & candidates.isfinite().all(-1)
-        # invalid candidates are moved far away rather than masked, so the (B, 17·N, 17·M + 17)
-        # distance is the only pairwise array ever allocated (≈ 48 MB at batch 64 × 25)
+        # invalid candidates are moved far away rather than masked: one (P, C, 2) array
         candidates = torch.where(valid[..., None], candidates, torch.full_like(candidates, _FAR))
-        nearest_dist, nearest = torch.cdist(pred.detach(), candidates, p=1).min(-1)
-        penalised &= nearest_dist < _FAR  # an image without any candidate adds nothing
-        nearest_xy = candidates.gather(1, nearest[..., None].expand(b, k * n, 2))
-    l1 = (pred - nearest_xy).abs().sum(-1)
-    l1 = torch.where(penalised, l1, torch.zeros_like(l1))
-    return l1.sum() / (b * n)
+        mine = candidates[image]  # (P, C, 2): each penalised point's image's candidates
+        nearest_dist, nearest = (pred.detach()[image, point, None] - mine).abs().sum(-1).min(-1)
+        found = nearest_dist < _FAR  # an image without any candidate adds nothing
+        nearest_xy = mine[torch.arange(len(image), device=pred.device), nearest]
+    l1 = (pred[image, point] - nearest_xy).abs().sum(-1)
+    return torch.where(found, l1, torch.zeros_like(l1)).sum() / (b * n)
 
 
 def total_loss(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:

@@ -89,21 +89,25 @@ class ProbabilisticHMR(nn.Module):
         self.body = FastJoints(load_smplx(body_models, num_betas=NUM_BETAS),
                                list(SMPLX_TO_COCO17) + list(SMPLX_2D_LOSS_JOINTS))
 
-    def conditions(self, inputs: ModelInput) -> torch.Tensor:
+    def conditions(self, inputs: ModelInput, features: torch.Tensor | None = None) -> torch.Tensor:
         """The condition c = [c_I, c_P, c_B] with the parts the Table 3 switches keep; the flow
         and the shape/camera head both read it (the ProHMR row: image features only). The crop
         goes to the backbone channels-last, the faster layout of CPU convolutions
-        (docs/diagnosis.md §4; the same values up to float rounding)."""
-        parts = [self.backbone(inputs.image.contiguous(memory_format=torch.channels_last))]
+        (docs/diagnosis.md §4; the same values up to float rounding). `features`: c_I already
+        computed by the frozen backbone (`train.data.CollateExamples`), else None."""
+        if features is None:
+            features = self.backbone(inputs.image.contiguous(memory_format=torch.channels_last))
+        parts = [features]
         if self.pose_condition is not None:
             parts.append(self.pose_condition(inputs.det_kp))
         if self.use_bbox_condition:
             parts.append(inputs.bbox_cond)
         return torch.cat(parts, 1)
 
-    def forward(self, inputs: ModelInput) -> PosePosterior:
-        """The posterior over the body poses of the crops (train/posterior.py)."""
-        return PosePosterior(self, inputs, self.conditions(inputs))
+    def forward(self, inputs: ModelInput, features: torch.Tensor | None = None) -> PosePosterior:
+        """The posterior over the body poses of the crops (train/posterior.py); `features` as in
+        `conditions`."""
+        return PosePosterior(self, inputs, self.conditions(inputs, features))
 
     def project(self, pose6d: torch.Tensor, betas: torch.Tensor, cam: torch.Tensor,
                 inputs: ModelInput) -> Hypotheses:

@@ -20,7 +20,7 @@ def training_forward(model: nn.Module, batch: TrainingExample, samples: int,
 
     ε ~ N(0, nll_noise² I) (`losses.nll_noise`, docs/method.md §4 "NLL"). Draws from the global
     torch stream in this order: the flow's latents, ε, then the head's dropout."""
-    posterior = model(batch.inputs)
+    posterior = model(batch.inputs, batch.features)
     pose = posterior.mode_and_samples(samples)
     pose = orientation_detached(pose, cfg.losses.detach_orientation)
     gt = batch.targets.gt_pose6d

@@ -8,6 +8,7 @@ from a checkpoint reproduces an uninterrupted run exactly (on CPU).
 """
 from __future__ import annotations
 
+import copy
 import signal
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from body.joints import SMPLX_2D_LOSS_JOINTS
-from core.errors import MissingFileError
+from core.errors import ConfigError, MissingFileError
 from core.seeding import stable_seed
 from stores.context_cache import build_context_cache
 from stores.paths import store_path
@@ -66,6 +67,17 @@ def _pretrained_backbone(cfg: DictConfig, stores: list[Path]) -> Path | None:
     if not cfg.backbone_pretraining.steps or cfg.model.get("backbone_checkpoint"):
         return None
     return pretrained_path(cfg, stores)
+
+
+def loader_backbone(cfg: DictConfig, model: ProbabilisticHMR) -> torch.nn.Module | None:
+    """A CPU copy of the frozen backbone for the DataLoader to run (`train.backbone_in_loader`,
+    train/data.py `CollateExamples`), else None."""
+    if not cfg.train.backbone_in_loader:
+        return None
+    if not cfg.model.freeze_backbone:
+        raise ConfigError("train.backbone_in_loader: true needs model.freeze_backbone: true (a "
+                          "trained backbone's features change at every step)")
+    return copy.deepcopy(model.backbone).cpu()
 
 
 def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
@@ -131,7 +143,7 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
     net = DistributedDataParallel(model) if process.world_size > 1 else model
     per_step = t.batch_size * process.world_size
     loader = make_loader(stores, cfg, next_example, process.rank, process.world_size,
-                         t.batch_size, t.workers)
+                         t.batch_size, t.workers, loader_backbone(cfg, model))
     end = t.iterations if max_steps is None else min(t.iterations, step + max_steps)
     writer = SummaryWriter(out_dir / "tb") if process.main else None
     stop = _Stop()

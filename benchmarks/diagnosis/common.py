@@ -8,12 +8,11 @@ from collections.abc import Sequence
 
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import default_collate
 
 from core.config import load_config
 from stores.store import Store
 from train.augment import Augmentation
-from train.data import ExampleSettings, TrainingExample, TrainingExamples
+from train.data import CollateExamples, ExampleSettings, TrainingExample, TrainingExamples
 from train.inputs import ModelInput
 from train.trainer import build_caches
 
@@ -33,7 +32,7 @@ def examples(cfg: DictConfig, augment: bool = True) -> TrainingExamples:
 
 def batch_of(data: TrainingExamples, counters: Sequence[int]) -> TrainingExample:
     """Examples `counters` collated into one batch."""
-    return default_collate([data[int(k)] for k in counters])
+    return CollateExamples()([data[int(k)] for k in counters])
 
 
 def gt_transl(data: TrainingExamples, batch: TrainingExample) -> torch.Tensor:

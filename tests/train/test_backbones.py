@@ -1,9 +1,11 @@
-"""Tests of train/backbones.py: HRNet-W48 shapes, size, layout; SmallCNN; freeze; make_backbone."""
+"""Tests of train/backbones.py: HRNet-W48 shapes, size, layout; SmallCNN; freeze and its folded
+BatchNorms; make_backbone."""
 import pytest
 import torch
 from torch import nn
 
-from train.backbones import FrozenBackbone, HRNetW48, SmallCNN, freeze, make_backbone
+from train.backbones import FrozenBackbone, HRNetW48, SmallCNN, fold_batch_norms, freeze, \
+    make_backbone
 
 # counted once from this implementation and printed by test_hrnet_parameter_count; the pose
 # HRNet-W48 part of it (stage 4 fusing into branch 1 only, plus a 17-joint final layer) comes to
@@ -90,6 +92,43 @@ def test_freeze(name, size):
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert all(p.grad is None for p in frozen.parameters())
     assert head.weight.grad is not None
+
+
+def _random_statistics(module: nn.Module, seed: int) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affine parameters (a fresh one is the identity)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                for t in (m.running_mean, m.weight, m.bias):
+                    t.copy_(torch.randn(t.shape, generator=g))
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return module
+
+
+def test_fold_batch_norms_matches_the_unfolded_backbone():
+    backbone = _random_statistics(SmallCNN(out_features=16, width=8), 0).eval().double()
+    folded = fold_batch_norms(backbone)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())  # a copy
+    x = torch.randn(3, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), backbone(x), rtol=1e-10, atol=1e-10)
+
+
+def test_frozen_backbone_follows_loaded_weights_and_dtype():
+    frozen = freeze(_random_statistics(SmallCNN(out_features=16, width=8), 1))
+    x = torch.randn(2, 3, 64, 64)
+    first = frozen(x)
+    assert frozen.folded() is frozen.folded()  # built once while nothing changes
+    other = _random_statistics(SmallCNN(out_features=16, width=8), 2).eval()
+    frozen.backbone.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(x), other(x))
+        assert not torch.allclose(frozen(x), first)
+        frozen.double()
+        torch.testing.assert_close(frozen(x.double()), other.double()(x.double()))
+    assert list(frozen.state_dict()) == ["backbone." + k for k in other.state_dict()]
 
 
 def test_make_backbone():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from core.config import load_config
+from core.errors import ConfigError
 from train import trainer
 from train.checkpoint import RunExistsError, read_checkpoint
 from train.data import make_loader
@@ -65,6 +66,43 @@ def test_resume_reproduces_an_uninterrupted_run(precomputed, body_models, tmp_pa
         torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
     assert a["next_example"] == b["next_example"] == 16
     assert (tmp_path / "runs/a/config.yaml").exists() and list((tmp_path / "runs/a/tb").iterdir())
+
+
+def test_backbone_in_the_loader_trains_the_same_model(precomputed, body_models, tmp_path):
+    """`train.backbone_in_loader`: the frozen backbone's features computed by a DataLoader
+    worker give the run of features computed in the step (float rounding apart; measured
+    bit-identical on one machine)."""
+    runs = {}
+    for name, extra in (("step", ["train.backbone_in_loader=false"]),
+                        ("loader", ["train.backbone_in_loader=true", "train.workers=1"])):
+        trainer.fit(_cfg(precomputed, body_models, tmp_path, "train.iterations=3",
+                         f"train.run={name}", *extra))
+        runs[name] = read_checkpoint(tmp_path / f"runs/{name}/checkpoints/step_00000003.pt")
+    for key, value in runs["step"]["model"].items():
+        torch.testing.assert_close(runs["loader"]["model"][key], value, msg=key)
+
+
+def test_a_batch_of_the_loader_carries_the_features_the_model_uses(precomputed, body_models,
+                                                                   tmp_path):
+    cfg = _cfg(precomputed, body_models, tmp_path, "train.backbone_in_loader=true")
+    trainer.build_caches(cfg)
+    model = ProbabilisticHMR(cfg, cfg.body.models).eval()
+    loader = make_loader(trainer.store_paths(cfg), cfg, 0, 0, 1, 4, 0,
+                         trainer.loader_backbone(cfg, model))
+    batch = next(iter(loader))
+    with torch.no_grad():
+        torch.testing.assert_close(batch.features, model.backbone(batch.inputs.image))
+        given = model.conditions(batch.inputs, batch.features)
+        torch.testing.assert_close(given, model.conditions(batch.inputs))
+        other = model.conditions(batch.inputs, torch.zeros_like(batch.features))
+    assert not torch.allclose(given, other)  # the features given are the ones used
+
+
+def test_backbone_in_the_loader_needs_a_frozen_backbone(precomputed, body_models, tmp_path):
+    cfg = _cfg(precomputed, body_models, tmp_path, "train.backbone_in_loader=true",
+               "model.freeze_backbone=false")
+    with pytest.raises(ConfigError, match="model.freeze_backbone"):
+        trainer.loader_backbone(cfg, ProbabilisticHMR(cfg, cfg.body.models))
 
 
 def test_torn_latest_checkpoint_resumes_from_the_previous_and_a_broken_run_is_refused(
