@@ -25,6 +25,15 @@ PAPER_EMDB = {
     "realnvp": (68.5, 43.1, 77.5), "mmd": (63.9, 40.7, 72.4), "mask": (63.6, 40.9, 72.0),
     "unsupervised": (67.8, 43.2, 76.8), "l2d_vis": (67.9, 42.3, 76.6),
 }
+def _percent(*keys: str):
+    """The share at `keys` of metrics.json (a fraction in [0, 1]) in per cent."""
+    def get(metrics: dict) -> float:
+        for key in keys:
+            metrics = metrics[key]
+        return 100 * metrics
+    return get
+
+
 ACCURACY_COLUMNS = (("MPJPE", "best_of_n.mpjpe"), ("PA-MPJPE", "best_of_n.pa_mpjpe"),
                     ("PVE", "best_of_n.pve"), ("paper EMDB PVE", None),
                     ("mode PVE", "mode.pve"), ("2DKP mode (px)", "kp2d_error_px.mode"),
@@ -35,8 +44,8 @@ DISTRIBUTION_COLUMNS = (("W1 to heatmaps (px)", "heatmap_w1_px"),
                         ("PercIn (%)", "percin"), ("MinDist (px)", "mindist_px"),
                         ("ES vis (mm)", "energy_score_mm.visible"),
                         ("ES invis (mm)", "energy_score_mm.invisible"),
-                        ("cal. q50 invis (%)", "calibration.q50.invisible"),
-                        ("cal. q90 invis (%)", "calibration.q90.invisible"))
+                        *((f"cal. q{q} invis (%)", _percent("calibration", f"q{q}", "invisible"))
+                          for q in (50, 90)))
 DIGITS = {"mindist_px": 2}
 RUN_KEY = re.compile(r"^(?P<variant>.+)-s(?P<seed>\d+)$")
 
