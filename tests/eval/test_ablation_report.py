@@ -13,7 +13,8 @@ def _metrics(pve: float, percin: float, energy: bool) -> dict:
          "mindist_px": 1.25, "pve_vs_n": {"1": pve + 5, "6": pve}}
     if energy:  # written by newer evaluations only
         m["energy_score_mm"] = {"visible": 20.0, "invisible": 30.0}
-        m["calibration"] = {"q50": {"invisible": 48.0}, "q90": {"invisible": 88.0}}
+        # shares in [0, 1], as eval/report.py writes them; the report shows per cent
+        m["calibration"] = {"q50": {"invisible": 0.48}, "q90": {"invisible": 0.88}}
     return m
 
 
