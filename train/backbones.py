@@ -285,6 +285,12 @@ def fold_batch_norms(module: nn.Module) -> nn.Module:
     return folded
 
 
+def image_features(backbone: nn.Module, image: Tensor) -> Tensor:
+    """c_I of a batch of crops (B, 3, S, S): the crop goes to the backbone channels-last, the
+    faster layout of CPU convolutions (docs/diagnosis.md §4; the same values up to rounding)."""
+    return backbone(image.contiguous(memory_format=torch.channels_last))
+
+
 class FrozenBackbone(nn.Module):
     """A backbone with fixed parameters whose BatchNorm layers stay in eval mode (running
     statistics used, never updated) whatever mode the parent model is put in.

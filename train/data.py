@@ -79,6 +79,7 @@ from stores.schema import KEPT
 from stores.store import Store
 
 from .augment import Augmentation, augment_box, draw_photometric
+from .backbones import image_features
 from .inputs import ModelInput, model_input, samples_to_crop
 
 BODY_JOINTS = 22
@@ -137,7 +138,7 @@ class CollateExamples:
     """A DataLoader's collate_fn: the examples stacked into one batch and, given a
     frozen backbone, its features of the batch's crops (`train.backbone_in_loader`): a DataLoader
     worker then computes them beside the training step instead of inside it (docs/diagnosis.md
-    §4.1). Without a backbone it only stacks."""
+    §4.2). Without a backbone it only stacks."""
 
     def __init__(self, backbone: torch.nn.Module | None = None) -> None:
         self.backbone = backbone
@@ -148,8 +149,7 @@ class CollateExamples:
         if self.backbone is None:
             return batch
         with torch.no_grad():
-            image = batch.inputs.image.contiguous(memory_format=torch.channels_last)
-            return batch._replace(features=self.backbone(image))
+            return batch._replace(features=image_features(self.backbone, batch.inputs.image))
 
 
 class _Rows:

@@ -19,7 +19,7 @@ from body.models import load_smplx
 from body.rotations import rot6d_to_matrix
 from core.config import upgrade_saved_config
 
-from .backbones import TrainedBackbone, freeze, make_backbone
+from .backbones import TrainedBackbone, freeze, image_features, make_backbone
 from .checkpoint import CheckpointError, read_checkpoint
 from .checkpoints_external import load_reference_checkpoint
 from .flow import make_flow
@@ -91,12 +91,11 @@ class ProbabilisticHMR(nn.Module):
 
     def conditions(self, inputs: ModelInput, features: torch.Tensor | None = None) -> torch.Tensor:
         """The condition c = [c_I, c_P, c_B] with the parts the Table 3 switches keep; the flow
-        and the shape/camera head both read it (the ProHMR row: image features only). The crop
-        goes to the backbone channels-last, the faster layout of CPU convolutions
-        (docs/diagnosis.md §4; the same values up to float rounding). `features`: c_I already
-        computed by the frozen backbone (`train.data.CollateExamples`), else None."""
+        and the shape/camera head both read it (the ProHMR row: image features only).
+        `features`: c_I already computed by the frozen backbone (`train.data.CollateExamples`),
+        else None (computed here by `image_features`)."""
         if features is None:
-            features = self.backbone(inputs.image.contiguous(memory_format=torch.channels_last))
+            features = image_features(self.backbone, inputs.image)
         parts = [features]
         if self.pose_condition is not None:
             parts.append(self.pose_condition(inputs.det_kp))
