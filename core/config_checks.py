@@ -87,6 +87,7 @@ RANGES: dict[str, Rule] = {
     "filter.max_outside_image_px": at_least(0),
     "train.lr": above(0),
     "train.weight_decay": at_least(0),
+    "train.grad_clip_norm": at_least(0),
     "train.batch_size": at_least(1),
     "train.iterations": at_least(1),
     "train.heatmap_samples": at_least(1),

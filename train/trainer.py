@@ -80,6 +80,16 @@ def loader_backbone(cfg: DictConfig, model: ProbabilisticHMR) -> torch.nn.Module
     return copy.deepcopy(model.backbone).cpu()
 
 
+def clip_gradients(parameters: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """The global L2 norm of the gradients, which are scaled down to `max_norm` when it is
+    larger (`train.grad_clip_norm`; 0: never, the reference). Logged as `train/grad_norm`."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+    if max_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm, foreach=True)
+    return norm
+
+
 def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
     bad = {k: float(v) for k, v in terms.items() if not torch.isfinite(v)}
     if bad:
@@ -166,10 +176,13 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                grad_norm = clip_gradients(trainable, t.grad_clip_norm)
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 loss.backward()
+                grad_norm = clip_gradients(trainable, t.grad_clip_norm)
                 optimizer.step()
             step += 1
             next_example += per_step
@@ -177,7 +190,7 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
                 "total": float(loss.detach())}
             bar.update(1)
             if writer is not None:
-                _log(writer, step, last_terms, out, batch, t)
+                _log(writer, step, last_terms, float(grad_norm), out, batch, t)
             if process.main and (step % t.checkpoint_every == 0 or step == end):
                 save_checkpoint(out_dir, model, optimizer, scaler, step, next_example, cfg)
         if stop.requested and process.main:
@@ -192,10 +205,12 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
     return {"step": step, "losses": last_terms, "run": str(out_dir)}
 
 
-def _log(writer: SummaryWriter, step: int, terms: dict, out, batch: dict, t: DictConfig) -> None:
+def _log(writer: SummaryWriter, step: int, terms: dict, grad_norm: float, out, batch: dict,
+         t: DictConfig) -> None:
     if step % t.log_every == 0 or step == 1:
         for name, value in terms.items():
             writer.add_scalar(f"loss/{name}", value, step)
+        writer.add_scalar("train/grad_norm", grad_norm, step)
         writer.add_scalar("time/wall", time.time(), step)
     if step % t.image_every == 0 or step == 1:
         writer.add_figure("hypotheses", hypotheses_figure(batch, out), step)

@@ -194,3 +194,14 @@ def test_sigterm_checkpoints_then_resume_continues(precomputed, body_models, tmp
     assert saved["next_example"] == result["step"] * 4
     again = trainer.fit(cfg, max_steps=1)
     assert again["step"] == result["step"] + 1
+
+
+def test_clip_gradients_scales_to_the_bound_and_reports_the_norm():
+    from train.trainer import clip_gradients
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
+    a.grad, b.grad = torch.tensor([3.0, 0.0]), torch.tensor([4.0])
+    assert float(clip_gradients([a, b], 0)) == pytest.approx(5.0)  # 0: measured, not clipped
+    assert a.grad.tolist() == [3.0, 0.0]
+    assert float(clip_gradients([a, b], 2.5)) == pytest.approx(5.0)
+    assert a.grad.tolist() == pytest.approx([1.5, 0.0], rel=1e-5)
+    assert b.grad.tolist() == pytest.approx([2.0], rel=1e-5)
