@@ -190,7 +190,7 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
                 "total": float(loss.detach())}
             bar.update(1)
             if writer is not None:
-                _log(writer, step, last_terms, float(grad_norm), out, batch, t)
+                _log(writer, step, last_terms, grad_norm, out, batch, t)
             if process.main and (step % t.checkpoint_every == 0 or step == end):
                 save_checkpoint(out_dir, model, optimizer, scaler, step, next_example, cfg)
         if stop.requested and process.main:
@@ -205,12 +205,12 @@ def fit(cfg: DictConfig, max_steps: int | None = None) -> dict:
     return {"step": step, "losses": last_terms, "run": str(out_dir)}
 
 
-def _log(writer: SummaryWriter, step: int, terms: dict, grad_norm: float, out, batch: dict,
-         t: DictConfig) -> None:
+def _log(writer: SummaryWriter, step: int, terms: dict, grad_norm: torch.Tensor, out,
+         batch: dict, t: DictConfig) -> None:
     if step % t.log_every == 0 or step == 1:
         for name, value in terms.items():
             writer.add_scalar(f"loss/{name}", value, step)
-        writer.add_scalar("train/grad_norm", grad_norm, step)
+        writer.add_scalar("train/grad_norm", float(grad_norm), step)  # read on log steps only
         writer.add_scalar("time/wall", time.time(), step)
     if step % t.image_every == 0 or step == 1:
         writer.add_figure("hypotheses", hypotheses_figure(batch, out), step)
