@@ -60,6 +60,9 @@ def _mirrored(name: str) -> str:
 # (the nose is its own mirror), and the (left, right) index pairs it swaps.
 COCO17_FLIP_INDEX = tuple(COCO17_NAMES.index(_mirrored(name)) for name in COCO17_NAMES)
 COCO17_FLIP_PAIRS = tuple((k, m) for k, m in enumerate(COCO17_FLIP_INDEX) if k < m)
+# Nose, eyes, ears: the joints that tell a body in profile from its mirror image (docs/method.md
+# §4 "2D", `losses.keypoints_2d_face`).
+COCO17_FACE = (0, 1, 2, 3, 4)
 # Elbows, wrists, knees, ankles: the joints whose MMD target may be heatmap samples
 # (docs/method.md §4).
 COCO17_HIGHLY_ARTICULATED = (7, 8, 9, 10, 13, 14, 15, 16)

@@ -68,6 +68,7 @@ class LossesSchema:
     mmd_min_conf: float = _field(PROBABILITY)
     camera_scale_factor: float = _field(above(0))
     detach_orientation: str = _field(one_of("none", "mode", "all"))
+    keypoints_2d_face: bool = MISSING
     samples_2d_visible_only: bool = MISSING
     mask_dilation_iterations: int = MISSING
     mask_skip_gt_off_mask: bool = MISSING

@@ -42,6 +42,12 @@ def _weighted(pairs: list[tuple[float, int]]) -> float:
     return float(sum(v * n for v, n in pairs) / total) if total else float("nan")
 
 
+def _plausibility(parts: list[tuple[float, float, int]]) -> tuple[float, float, int]:
+    """(PercIn, MinDist, points) pooled over batches of (PercIn, MinDist, points)."""
+    return (_weighted([(p, n) for p, _, n in parts]), _weighted([(d, n) for _, d, n in parts]),
+            int(sum(n for *_, n in parts)))
+
+
 def summarize(got: Collected, hypotheses: int, curve_ns: list[int]) -> dict:
     """The metrics of docs/method.md §6 from the per-crop results."""
     out: dict = {"crops": int(torch.cat(got.errors["mpjpe"]).shape[0]),
@@ -53,9 +59,9 @@ def summarize(got: Collected, hypotheses: int, curve_ns: list[int]) -> dict:
     out["kp2d_error_px"] = _kp2d(got)
     out["spread_3d_mm"] = {"visible": _weighted(got.spread_visible),
                            "invisible": _weighted(got.spread_invisible)}
-    out["percin"] = _weighted(got.percin)
-    out["mindist_px"] = _weighted(got.mindist)
-    out["percin_points"] = int(sum(n for _, n in got.percin))
+    out["percin"], out["mindist_px"], out["percin_points"] = _plausibility(got.percin)
+    for name, parts in (("ground_truth", got.percin_gt), ("gt_on_mask", got.percin_gt_on_mask)):
+        out[name] = dict(zip(("percin", "mindist_px", "points"), _plausibility(parts)))
     out.update(_distribution_scores(got))
     w1 = torch.cat(got.heatmap_w1) if got.heatmap_w1 else torch.zeros(0)
     out["heatmap_w1_px"] = float(w1.mean()) if len(w1) else float("nan")
@@ -178,7 +184,12 @@ def _table2(result: dict, paper: dict | None) -> list[str]:
              "|---|---|---|---|---|---|---|---|",
              f"| ours | {_fmt(kp['mode'])} | {_fmt(kp['samples'])} | {_fmt(kp['detector'])} | "
              f"{_fmt(spread['visible'])} | {_fmt(spread['invisible'])} | "
-             f"{_fmt(result['percin'])} | {result['mindist_px']:.3f} |"]
+             f"{_fmt(result['percin'])} | {result['mindist_px']:.3f} |",
+             *(f"| {label} | | | | | | {_fmt(result[key]['percin'])} | "
+               f"{result[key]['mindist_px']:.3f} |"
+               for key, label in (("ground_truth", "ground truth (ours)"),
+                                  ("gt_on_mask", "ours, joints whose ground truth is on the "
+                                   "mask")))]
     if paper:
         table2 = [paper["kp2d"][0], paper["kp2d"][1], "", *paper["spread"],
                   paper.get("percin", ""), paper.get("mindist", "")]

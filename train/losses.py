@@ -48,8 +48,9 @@ def betas_loss(pred_betas: Tensor, gt_betas: Tensor) -> Tensor:
 def keypoints_2d_loss(pred_body2d_mode: Tensor, gt_body2d: Tensor, valid: Tensor) -> Tensor:
     """L1 reprojection loss of the mode only (docs/method.md §4 "2D", paper Eq. 6).
 
-    pred_body2d_mode (B, 24, 2) projected joints of slot 0; gt_body2d (B, 24, 2); valid (B, 24)
-    bool. |pred − gt| SUMMED over the valid joints × 2 coordinates, divided by B (the reference
+    pred_body2d_mode (B, J, 2) projected joints of slot 0 (J = 24, the reference's, or 29 with
+    the face joints: `objective.mode_2d_joints`); gt_body2d (B, J, 2); valid (B, J) bool.
+    |pred − gt| SUMMED over the valid joints × 2 coordinates, divided by B (the reference
     release's normalisation, which the paper's weight 1e-2 goes with; a mean over the 48
     coordinates would be 48× weaker). Invalid ground truth (which may hold NaN) never reaches
     the value or the gradient.

@@ -8,6 +8,8 @@ from omegaconf import DictConfig
 
 from torch import nn
 
+from body.joints import COCO17_FACE
+
 from . import losses
 from .data import TrainingExample, TrainingTargets
 from .model import POSE_DIM
@@ -42,6 +44,19 @@ def orientation_detached(pose: torch.Tensor, which: str) -> torch.Tensor:
     return torch.cat([cut, pose[:, upto:]], 1)
 
 
+def mode_2d_joints(mode: Hypotheses, targets: TrainingTargets,
+                   face: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(prediction, ground truth, valid) of the mode's 2D loss: the 24 SMPL-X joints of the
+    reference, and with `face` (`losses.keypoints_2d_face`) the COCO face joints as well, whose
+    ground truth counts where it is finite (docs/method.md §4 "2D")."""
+    if not face:
+        return mode.body2d, targets.gt_body2d, targets.gt_body2d_valid
+    gt_face = targets.gt_coco[:, COCO17_FACE]
+    return (torch.cat([mode.body2d, mode.coco2d[:, COCO17_FACE]], 1),
+            torch.cat([targets.gt_body2d, gt_face], 1),
+            torch.cat([targets.gt_body2d_valid, torch.isfinite(gt_face).all(-1)], 1))
+
+
 def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTargets,
                cfg: DictConfig) -> dict[str, torch.Tensor]:
     """The terms with a non-zero weight: the mode for β and 2D, the random hypotheses for MMD,
@@ -62,8 +77,8 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
     terms = {
         "nll": lambda: losses.nll_loss(log_prob_gt, POSE_DIM),
         "betas": lambda: losses.betas_loss(out.betas, targets.gt_betas),
-        "keypoints_2d": lambda: losses.keypoints_2d_loss(out.mode.body2d, targets.gt_body2d,
-                                                         targets.gt_body2d_valid),
+        "keypoints_2d": lambda: losses.keypoints_2d_loss(
+            *mode_2d_joints(out.mode, targets, lc.keypoints_2d_face)),
         "keypoints_2d_samples": lambda: losses.keypoints_2d_samples_loss(
             samples, targets.gt_coco, losses.supervised_2d_joints(
                 targets.gt_in_crop, targets.max_conf, lc.samples_2d_visible_only,

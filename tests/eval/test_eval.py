@@ -70,7 +70,9 @@ def test_the_papers_numbers_only_when_asked(tmp_path, paper_numbers):
               "calibration": {q: {"visible": 0.5, "invisible": 0.5} for q in ("q50", "q90")},
               "spread_3d_mm": {
                   "visible": 1.0, "invisible": 1.0}, "percin": 50.0, "mindist_px": 0.5,
-              "percin_points": 4, "heatmap_w1_px": 1.0, "heatmap_w1_joints": 2}
+              "percin_points": 4, "ground_truth": {"percin": 90.0, "mindist_px": 0.1},
+              "gt_on_mask": {"percin": 70.0, "mindist_px": 0.2},
+              "heatmap_w1_px": 1.0, "heatmap_w1_joints": 2}
     report = write_report(tmp_path, result, "emdb", "emdb", "x.ckpt", Collected(),
                           {"profile": "paper"}, paper_numbers).read_text()
     assert ("| paper | 63.6 | 40.9 | 72.0 | 84.3 |" in report) == paper_numbers
@@ -283,3 +285,34 @@ def test_batched_smpl_conversion_equals_the_per_mesh_product(trained):
     loop = torch.stack([torch.sparse.mm(to_smpl, v) for v in verts]).unflatten(0, (2, 3))
     assert got.shape == (2, 3, 6890, 3)
     assert (got - loop).abs().max() < 1e-5  # metres: float32 rounding only
+
+
+def test_plausibility_of_joints_without_a_point_leaves_them_out_but_keeps_the_subset():
+    """The ground truth's PercIn: a joint without ground truth (`known` False) is not scored,
+    while the image stays in the subset its invisible joints define."""
+    from eval.protocol import plausibility
+
+    masks = torch.zeros(1, 16, 16, dtype=torch.bool)
+    masks[:, 4:8, 4:8] = True
+    points = torch.full((1, 1, 17, 2), 5.0, dtype=torch.float64)
+    points[0, 0, 1] = 14.0  # joint 1 off the mask by 7√2
+    visible = torch.ones(1, 17, dtype=torch.bool)
+    visible[:, :3] = False
+    known = torch.ones(1, 17, dtype=torch.bool)
+    every = plausibility(points, masks, torch.tensor([True]), visible, 3, 0.71)
+    assert every[2] == 3 and every[0] == pytest.approx(200 / 3)
+    known[0, 1] = False
+    perc, mind, n = plausibility(points, masks, torch.tensor([True]), visible, 3, 0.71, known)
+    assert (perc, mind, n) == (100.0, 0.0, 2)
+
+
+def test_on_mask_by_hand():
+    from eval.protocol import on_mask
+
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[0, 4:8, 4:8] = True  # image 1: empty mask
+    points = torch.tensor([[[5.0, 5.0], [7.6, 7.5], [9.0, 5.0], [float("nan"), 5.0]],
+                           [[5.0, 5.0]] * 4], dtype=torch.float64)
+    near = on_mask(points, masks, 0.71)
+    # (7.6, 7.5) is 0.78 from the centre (7, 7): just outside; (9, 5) is 2 px off
+    assert near.tolist() == [[True, False, False, False], [False] * 4]

@@ -137,3 +137,27 @@ def test_the_paper_lets_every_loss_move_the_orientation_and_unknown_values_are_r
     from core.errors import ConfigError
     with pytest.raises(ConfigError, match="losses.detach_orientation"):
         load_config(["losses.detach_orientation=root"])
+
+
+def test_the_face_joints_join_the_mode_2d_loss_only_when_asked_and_only_where_finite():
+    from types import SimpleNamespace
+
+    from train.objective import mode_2d_joints
+    body = torch.zeros(1, 24, 2, requires_grad=True)
+    coco = torch.zeros(1, 17, 2, requires_grad=True)
+    gt_coco = torch.zeros(1, 17, 2)
+    gt_coco[0, 0] = torch.tensor([0.1, -0.2])  # nose: |Δ| 0.3
+    gt_coco[0, 3] = torch.tensor([0.05, 0.0])  # left ear: 0.05
+    gt_coco[0, 4] = float("nan")  # an ear without ground truth never counts
+    gt_coco[0, 5] = torch.tensor([9.0, 9.0])  # a shoulder: not a face joint
+    gt_body = torch.full((1, 24, 2), 0.01)
+    mode = SimpleNamespace(body2d=body, coco2d=coco)
+    targets = SimpleNamespace(gt_body2d=gt_body, gt_body2d_valid=torch.ones(1, 24, dtype=bool),
+                              gt_coco=gt_coco)
+    reference = keypoints_2d_loss(*mode_2d_joints(mode, targets, face=False))
+    assert reference.item() == pytest.approx(24 * 2 * 0.01)
+    with_face = keypoints_2d_loss(*mode_2d_joints(mode, targets, face=True))
+    assert with_face.item() == pytest.approx(24 * 2 * 0.01 + 0.3 + 0.05)
+    with_face.backward()
+    assert torch.isfinite(coco.grad).all() and coco.grad[0, 5:].abs().sum() == 0
+    assert coco.grad[0, 4].abs().sum() == 0 and coco.grad[0, 0].abs().sum() > 0
