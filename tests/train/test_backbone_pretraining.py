@@ -32,11 +32,11 @@ def test_a_crashed_pretraining_resumes_to_the_uninterrupted_weights(
     cfg = _cfg(precomputed, body_models, tmp_path / "b")
     calls, loss = [], bp.regression_loss
 
-    def crash_at_third_step(out, targets):
+    def crash_at_third_step(*args):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return loss(out, targets)
+        return loss(*args)
 
     monkeypatch.setattr(bp, "regression_loss", crash_at_third_step)
     with pytest.raises(KeyboardInterrupt):
@@ -70,3 +70,19 @@ def test_a_fresh_run_starts_from_the_pretrained_backbone_and_keeps_it_frozen(
     for key, value in pretrained.items():
         torch.testing.assert_close(model[f"backbone.backbone.{key}"], value, rtol=0, atol=0)
     assert any("running_mean" in k and v.abs().sum() > 0 for k, v in pretrained.items())
+
+
+def test_the_orientation_term_weighs_the_global_orientation_alone():
+    from types import SimpleNamespace
+    gt_pose = torch.zeros(2, 22, 6)
+    targets = SimpleNamespace(gt_pose6d=gt_pose, gt_betas=torch.zeros(2, 11),
+                              gt_body2d=torch.zeros(2, 24, 2),
+                              gt_body2d_valid=torch.ones(2, 24, dtype=torch.bool))
+    pose = torch.zeros(2, 132)
+    pose[:, 0] = 1.0  # the orientation's first 6D entry off by 1 in both images
+    out = (pose, torch.zeros(2, 11), torch.zeros(2, 48))
+    plain = bp.regression_loss(out, targets)
+    assert plain.item() == pytest.approx(1 / 132)
+    assert bp.regression_loss(out, targets, 2.0).item() == pytest.approx(1 / 132 + 2 / 6)
+    pose[:, 6] = 1.0  # a body joint: the orientation term does not see it
+    assert bp.regression_loss(out, targets, 2.0).item() == pytest.approx(2 / 132 + 2 / 6)
