@@ -87,7 +87,7 @@ def pretrained_path(cfg: DictConfig, stores: list[Path]) -> Path:
             f"{cfg.model.backbone}-{cache_key(cfg, stores)}" / FILE)
 
 
-def _schedule(p: DictConfig) -> DictConfig:
+def pretraining_schedule(p: DictConfig) -> DictConfig:
     """The cosine schedule of train/schedule.py over the pretraining's steps."""
     return OmegaConf.create({"lr": p.lr, "lr_schedule": "cosine", "warmup_steps": p.warmup_steps,
                              "iterations": p.steps})
@@ -112,7 +112,7 @@ def pretrain_backbone(cfg: DictConfig, stores: list[Path], pose: int, betas: int
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
     loader = make_loader(stores, cfg, step * p.batch_size, batch_size=p.batch_size)
-    schedule = _schedule(p)
+    schedule = pretraining_schedule(p)
     model.train()
     bar = tqdm(total=p.steps, initial=step, desc="pretrain backbone", unit="step")
     loss = torch.zeros(())

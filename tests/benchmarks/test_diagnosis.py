@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from benchmarks.diagnosis import heading, lift, overfit, profile_step, projection, spread
+from benchmarks.diagnosis import (backbone_heading, heading, lift, overfit, profile_step,
+                                  projection, spread)
 from benchmarks.diagnosis.common import translation_to_camera
 from body.cameras import weak_perspective_to_translation
 from train.inputs import ModelInput
@@ -138,3 +139,14 @@ def test_heading_runs_the_nll_only_flow_on_the_small_world(small):
         assert 0 <= result[split]["median"] <= result[split]["p90"] <= 180
     assert math.isfinite(result["final_nll"])
     assert 0 < result["test_samples_to_mode"]["median"] <= result["test_samples_to_mode"]["p90"]
+
+
+def test_backbone_heading_trains_the_stand_in_and_measures_its_heading(small):
+    result = backbone_heading.run(backbone_heading.parse(
+        ["--steps", "2", "--every", "1", "--batch", "4", *small]))
+    assert [point["step"] for point in result["curve"]] == [1, 2]
+    for point in result["curve"]:
+        _finite([point["loss"]])
+        for split in ("train", "test"):
+            h = point[split]
+            assert 0 <= h["median"] <= h["p90"] <= 180 and 0 <= h["wrong_way_pct"] <= 100
