@@ -93,6 +93,28 @@ def pretraining_schedule(p: DictConfig) -> DictConfig:
                              "iterations": p.steps})
 
 
+def build_regressor(cfg: DictConfig, pose: int, betas: int,
+                    joints: int) -> tuple[Regressor, torch.optim.Optimizer]:
+    """The untrained regressor (seeded from `train.seed`) and its AdamW optimizer."""
+    torch.manual_seed(stable_seed(cfg.train.seed, "backbone-pretraining") % 2 ** 63)
+    model = Regressor(make_backbone(cfg.model.backbone, **cfg.model.backbone_options),
+                      pose, betas, joints)
+    return model, torch.optim.AdamW(model.parameters(), lr=cfg.backbone_pretraining.lr,
+                                    weight_decay=1e-4)
+
+
+def regression_step(model: Regressor, optimizer: torch.optim.Optimizer, batch, lr: float,
+                    orientation_weight: float) -> torch.Tensor:
+    """One optimiser step of the regression loss at learning rate `lr`; the loss, detached."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = regression_loss(model(batch.inputs.image), batch.targets, orientation_weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def pretrain_backbone(cfg: DictConfig, stores: list[Path], pose: int, betas: int,
                       joints: int) -> Path:
     """The pretrained backbone's state-dict file: found in the cache, or trained (resuming)."""
@@ -101,10 +123,7 @@ def pretrain_backbone(cfg: DictConfig, stores: list[Path], pose: int, betas: int
         return out
     p = cfg.backbone_pretraining
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(stable_seed(cfg.train.seed, "backbone-pretraining") % 2 ** 63)
-    model = Regressor(make_backbone(cfg.model.backbone, **cfg.model.backbone_options),
-                      pose, betas, joints)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=1e-4)
+    model, optimizer = build_regressor(cfg, pose, betas, joints)
     step = 0
     if (out.parent / STATE).exists():
         state = read_checkpoint(out.parent / STATE)
@@ -119,23 +138,18 @@ def pretrain_backbone(cfg: DictConfig, stores: list[Path], pose: int, betas: int
     for batch in loader:
         if step >= p.steps:
             break
-        batch = to_device(batch, torch.device("cpu"))
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, schedule)
-        loss = regression_loss(model(batch.inputs.image), batch.targets, p.orientation_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = regression_step(model, optimizer, to_device(batch, torch.device("cpu")),
+                               learning_rate(step, schedule), p.orientation_weight)
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        bar.set_postfix(loss=f"{float(loss):.4f}")
         if step % p.checkpoint_every == 0 and step < p.steps:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "step": step}
             write_atomic(out.parent / STATE, lambda f: torch.save(state, f))
     bar.close()
     weights = {"backbone": model.backbone.state_dict(), "steps": step,
-               "final_loss": float(loss.detach()), "synthetic": True}
+               "final_loss": float(loss), "synthetic": True}
     write_atomic(out, lambda f: torch.save(weights, f))
     (out.parent / STATE).unlink(missing_ok=True)
     return out

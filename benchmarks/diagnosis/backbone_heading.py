@@ -1,13 +1,13 @@
 """Measurement of docs/diagnosis.md §7: does the backbone stand-in learn the body's heading?
 
-Trains the stand-in regressor of `train.backbone_pretraining` (the profile's backbone and head,
-its regression loss with `--orientation-weight`, its data and cosine schedule) for `--steps`, and
-every `--every` steps measures its regressed global orientation against the ground truth:
-geodesic angle (median, p90, share > 120°) on 96 seeded test crops and on the first 128
-un-augmented training crops. Nothing is cached; the trained weights are dropped.
+Trains the stand-in regressor of `train.backbone_pretraining` as configured (the profile's
+backbone and head, its seed, regression loss, data, and the batch, steps and cosine schedule of
+`backbone_pretraining`), and every `--every` steps measures its regressed global orientation
+against the ground truth: geodesic angle (median, p90, share > 120°) on 96 seeded test crops and
+on the first 128 un-augmented training crops. Nothing is cached; the trained weights are dropped.
 
-`python -m benchmarks.diagnosis.backbone_heading [--steps 2000] [--orientation-weight 1.0]
-[--batch 32] [--every 250] [key=value …]`
+`python -m benchmarks.diagnosis.backbone_heading [--every 250] backbone_pretraining.steps=2000
+[backbone_pretraining.orientation_weight=W] [key=value …]`
 """
 from __future__ import annotations
 
@@ -19,16 +19,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Subset
 
+from body.joints import SMPLX_2D_LOSS_JOINTS
 from body.rotations import axis_angle_to_matrix, rot6d_to_matrix
 from core.cli import ArgumentParser, run_cli
 from eval.examples import TestExamples
 from stores.paths import store_path
 from stores.store import Store
-from train.backbone_pretraining import Regressor, pretraining_schedule, regression_loss
-from train.backbones import make_backbone
+from train.backbone_pretraining import build_regressor, pretraining_schedule, regression_step
 from train.data import make_loader
 from train.inputs import to_device
 from train.model import NUM_BETAS, POSE_DIM
@@ -48,13 +47,13 @@ def _summary(err: torch.Tensor) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     cfg = config(["train.workers=0", "train.backbone_in_loader=false", *args.overrides])
-    torch.manual_seed(cfg.train.seed)
-    torch.set_num_threads(cfg.train.threads)
-    model = Regressor(make_backbone(cfg.model.backbone, **cfg.model.backbone_options),
-                      POSE_DIM, NUM_BETAS, 24)
     p = cfg.backbone_pretraining
-    optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=1e-4)
-    schedule = pretraining_schedule(OmegaConf.merge(p, {"steps": args.steps}))
+    if p.steps <= 0:
+        raise ValueError("backbone_pretraining.steps: give the steps to train, e.g. "
+                         "backbone_pretraining.steps=2000")
+    torch.set_num_threads(cfg.train.threads)
+    model, optimizer = build_regressor(cfg, POSE_DIM, NUM_BETAS, len(SMPLX_2D_LOSS_JOINTS))
+    schedule = pretraining_schedule(p)
     test_path = store_path(cfg.paths.stores, args.test)
     test = TestExamples(test_path, cfg.model.crop_size, cfg.train.context_factor)
     pick = np.random.default_rng(0).permutation(len(test))[:96]
@@ -80,31 +79,23 @@ def run(args: argparse.Namespace) -> dict:
 
     curve, start, step = [], time.time(), 0
     model.train()
-    for batch in make_loader(build_caches(cfg), cfg, 0, batch_size=args.batch):
-        if step >= args.steps:
+    for batch in make_loader(build_caches(cfg), cfg, 0, batch_size=p.batch_size):
+        if step >= p.steps:
             break
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, schedule)
-        loss = regression_loss(model(batch.inputs.image), batch.targets,
-                               args.orientation_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = regression_step(model, optimizer, batch, learning_rate(step, schedule),
+                               p.orientation_weight)
         step += 1
-        if step % args.every == 0 or step == args.steps:
+        if step % args.every == 0 or step == p.steps:
             curve.append({"step": step, "loss": round(float(loss), 4),
                           "seconds": round(time.time() - start), **heading()})
             print(json.dumps(curve[-1]), file=sys.stderr, flush=True)
-    return {"steps": args.steps, "orientation_weight": args.orientation_weight,
-            "batch": args.batch, "curve": curve, "machine": machine()}
+    return {"steps": p.steps, "orientation_weight": p.orientation_weight,
+            "batch": p.batch_size, "curve": curve, "machine": machine()}
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--test", default="synthetic-test")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--orientation-weight", type=float, default=1.0)
-    p.add_argument("--batch", type=int, default=32)
     p.add_argument("--every", type=int, default=250)
     p.add_argument("overrides", nargs="*", help="pipelines.yaml overrides key=value")
     return p.parse_args(argv)

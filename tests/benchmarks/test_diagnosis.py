@@ -143,7 +143,8 @@ def test_heading_runs_the_nll_only_flow_on_the_small_world(small):
 
 def test_backbone_heading_trains_the_stand_in_and_measures_its_heading(small):
     result = backbone_heading.run(backbone_heading.parse(
-        ["--steps", "2", "--every", "1", "--batch", "4", *small]))
+        ["--every", "1", "backbone_pretraining.steps=2", "backbone_pretraining.batch_size=4",
+         *small]))
     assert [point["step"] for point in result["curve"]] == [1, 2]
     for point in result["curve"]:
         _finite([point["loss"]])
