@@ -55,6 +55,7 @@ class LossWeightsSchema:
     camera: float = _field(at_least(0))
     mmd: float = _field(at_least(0))
     mask: float = _field(at_least(0))
+    orientation_mode: float = _field(at_least(0))
 
 
 @dataclass

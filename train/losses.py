@@ -18,10 +18,11 @@ from torch import Tensor
 
 from body.joints import COCO17_HIGHLY_ARTICULATED
 from body.pixels import INSIDE_MASK_PX, crop_to_pixels, inside_raster, near_mask
+from body.rotations import rot6d_to_matrix
 
 # The names of the terms and of their weights (pipelines.yaml `loss_weights`).
 LOSS_NAMES = ("nll", "betas", "keypoints_2d", "keypoints_2d_samples", "orth", "camera", "mmd",
-              "mask")
+              "mask", "orientation_mode")
 
 # Defaults: the paper's values, also in pipelines.yaml `losses` (the caller passes the config's).
 MMD_KERNEL_SCALES = (0.05, 0.20, 0.90)
@@ -43,6 +44,17 @@ def betas_loss(pred_betas: Tensor, gt_betas: Tensor) -> Tensor:
     pred_betas, gt_betas (B, 11); the squared error is summed over the betas.
     """
     return (pred_betas - gt_betas).square().sum(-1).mean()
+
+
+def orientation_mode_loss(pred_root6d: Tensor, gt_root6d: Tensor) -> Tensor:
+    """ProHMR's global-orientation loss on the mode (docs/method.md §4 "Mode orientation"; off in
+    the paper): mean over images of ‖R − R̂‖²_F, the squared error summed over the 9 entries of
+    the rotation matrices, = 4 (1 − cos θ) for a rotation θ apart (8 when turned around).
+
+    pred_root6d, gt_root6d (B, 6): the mode's and the ground truth's global orientation, 6D.
+    """
+    diff = rot6d_to_matrix(pred_root6d) - rot6d_to_matrix(gt_root6d)
+    return diff.square().sum((-1, -2)).mean()
 
 
 def keypoints_2d_loss(pred_body2d_mode: Tensor, gt_body2d: Tensor, valid: Tensor) -> Tensor:

@@ -3,6 +3,8 @@ noised-ground-truth NLL) and every loss term of one step; the weights come from 
 in pipelines.yaml."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from omegaconf import DictConfig
 
@@ -24,11 +26,11 @@ def training_forward(model: nn.Module, batch: TrainingExample, samples: int,
     torch stream in this order: the flow's latents, ε, then the head's dropout."""
     posterior = model(batch.inputs, batch.features)
     pose = posterior.mode_and_samples(samples)
-    pose = orientation_detached(pose, cfg.losses.detach_orientation)
+    cut = orientation_detached(pose, cfg.losses.detach_orientation)
     gt = batch.targets.gt_pose6d
     noise = torch.randn(gt.shape, device=gt.device, dtype=gt.dtype)
     log_prob = posterior.log_prob(gt + cfg.losses.nll_noise * noise)
-    return posterior.project(pose), log_prob
+    return replace(posterior.project(cut), uncut_mode_root6d=pose[:, 0, 0]), log_prob
 
 
 def orientation_detached(pose: torch.Tensor, which: str) -> torch.Tensor:
@@ -84,6 +86,8 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
                 targets.gt_in_crop, targets.max_conf, lc.samples_2d_visible_only,
                 visible_conf)),
         "orth": lambda: losses.orth_loss(out.pose6d),
+        "orientation_mode": lambda: losses.orientation_mode_loss(out.mode_root6d,
+                                                                 targets.gt_pose6d[:, 0]),
         "camera": lambda: losses.camera_loss(out.cam[:, 0], lc.camera_scale_factor),
         "mmd": mmd,
         "mask": lambda: losses.mask_loss(samples, targets.max_conf, targets.hm_samples,

@@ -34,6 +34,17 @@ class Hypotheses:
     joints3d: Tensor  # (B, 1+N, 41, 3) camera frame: COCO-17 then the 24 2D-loss joints
     coco2d: Tensor  # (B, 1+N, 17, 2) projected, normalised to the crop
     body2d: Tensor  # (B, 1+N, 24, 2) projected, normalised to the crop
+    # the mode's global orientation (B, 6) before `losses.detach_orientation` cut it from the
+    # other terms (train/objective.py); None: nothing was cut, it is pose6d[:, 0, 0]
+    uncut_mode_root6d: Tensor | None = None
+
+    @property
+    def mode_root6d(self) -> Tensor:
+        """(B, 6) the mode's global orientation, with its gradient (for the mode-orientation
+        loss, which reaches it whatever the other terms cut)."""
+        if self.uncut_mode_root6d is not None:
+            return self.uncut_mode_root6d
+        return self.pose6d[:, 0, 0]
 
     @property
     def rotmats(self) -> Tensor:
@@ -41,7 +52,8 @@ class Hypotheses:
 
     def _slots(self, index) -> Hypotheses:
         return replace(self, pose6d=self.pose6d[:, index], joints3d=self.joints3d[:, index],
-                       coco2d=self.coco2d[:, index], body2d=self.body2d[:, index])
+                       coco2d=self.coco2d[:, index], body2d=self.body2d[:, index],
+                       uncut_mode_root6d=self.mode_root6d)
 
     @property
     def mode(self) -> Hypotheses:

@@ -75,7 +75,8 @@ def measure(n: int, overrides: Sequence[str], fit_iterations: int = 300) -> dict
             "coco17_px256_max": float(crop_px(err_coco).max()),
             "keypoints_2d_loss": float(terms["keypoints_2d"]),
             "betas_loss": float(terms["betas"]), "orth_loss": float(terms["orth"]),
-            "camera_loss": float(terms["camera"]), "machine": machine()}
+            "camera_loss": float(terms["camera"]),
+            "orientation_mode_loss": float(terms["orientation_mode"]), "machine": machine()}
 
 
 def run(argv: Sequence[str] | None = None) -> dict:

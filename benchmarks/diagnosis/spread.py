@@ -6,7 +6,12 @@ spread as the metric computes it; the same with every hypothesis given the mode'
 orientation (what the body pose alone contributes); the angular spread of the global orientation
 (geodesic angle of each hypothesis to the mode, degrees) beside the mode's and the samples'
 angle to the ground truth; and the metric's spread per camera
-axis (x, y in the image plane, z the depth), visible and invisible joints apart.
+axis (x, y in the image plane, z the depth), visible and invisible joints apart. Beside them
+(docs/diagnosis.md §8) the wrong-way shares: of the modes and of the random hypotheses more than
+90° from the ground truth's global orientation, and the flow's log-density of the ground truth
+turned around (180° about the camera's y axis, the body pose kept) minus that of the ground truth
+itself: a split distribution (both headings alike) has it near 0, a mode on the wrong side of a
+distribution that prefers the truth has it well below 0.
 
 `python -m benchmarks.diagnosis.spread --run NAME [--crops 96] [--hypotheses 100] [key=value …]`
 """
@@ -21,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from body.rotations import axis_angle_to_matrix, rot6d_to_matrix
+from body.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
 from core.cli import ArgumentParser, run_cli
 from eval.examples import TestExamples
 from eval.protocol import Evaluator
@@ -47,6 +52,10 @@ def geodesic_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.acos(((trace - 1) / 2).clamp(-1, 1)))
 
 
+TURNED = torch.diag(torch.tensor([-1.0, 1.0, -1.0]))  # 180° about the camera's y axis
+WRONG_WAY_DEG = 90.0
+
+
 def run(args: argparse.Namespace) -> dict:
     cfg = config([f"train.run={args.run}", *args.overrides])
     ckpt = latest_checkpoint(run_dir(cfg))
@@ -59,11 +68,12 @@ def run(args: argparse.Namespace) -> dict:
     generator = torch.Generator().manual_seed(0)
     labels = Store(store_path(cfg.paths.stores, args.dataset)).labels()
     parts: dict[str, list] = {k: [] for k in ("full", "local", "axes", "angle", "mode_err",
-                                              "sample_err")}
+                                              "sample_err", "turned_dlogp")}
     with torch.no_grad():
         for batch in loader:
             inputs, extras = to_device(batch, torch.device("cpu"))
-            out = model(inputs).hypotheses(args.hypotheses - 1, generator)
+            posterior = model(inputs)
+            out = posterior.hypotheses(args.hypotheses - 1, generator)
             visible = inputs.det_kp[..., 2] > cfg.conventions.visible_conf
             joints, _ = evaluator.coco_crop(evaluator.smpl_vertices(out.pose6d, out.betas),
                                             out.transl, inputs)
@@ -73,8 +83,13 @@ def run(args: argparse.Namespace) -> dict:
                                                   out.transl, inputs)
             root = rot6d_to_matrix(out.pose6d[:, :, 0])  # (B, N, 3, 3)
             parts["angle"].append(geodesic_deg(root[:, 1:], root[:, :1]).flatten())
-            gt = axis_angle_to_matrix(torch.as_tensor(
-                labels.pose[extras.row.numpy()][:, 0], dtype=root.dtype))[:, None]
+            gt_pose = axis_angle_to_matrix(torch.as_tensor(
+                labels.pose[extras.row.numpy()][:, :22], dtype=root.dtype))  # (B, 22, 3, 3)
+            gt = gt_pose[:, :1]
+            turned = gt_pose.clone()
+            turned[:, 0] = TURNED.to(root.dtype) @ gt_pose[:, 0]
+            parts["turned_dlogp"].append(posterior.log_prob(matrix_to_rot6d(turned))
+                                         - posterior.log_prob(matrix_to_rot6d(gt_pose)))
             parts["mode_err"].append(geodesic_deg(root[:, :1], gt).flatten())
             parts["sample_err"].append(geodesic_deg(root[:, 1:], gt).flatten())
             for key, sel in (("vis", visible), ("inv", ~visible)):
@@ -102,6 +117,13 @@ def run(args: argparse.Namespace) -> dict:
             "orientation_to_mode_deg": degrees("angle"),
             "orientation_error_mode_deg": degrees("mode_err"),
             "orientation_error_samples_deg": degrees("sample_err"),
+            "wrong_way_share": {k: round(float((torch.cat(parts[k]) > WRONG_WAY_DEG)
+                                               .float().mean()), 3)
+                                for k in ("mode_err", "sample_err")},
+            "turned_gt_log_density_nats": {
+                "median": round(float(torch.cat(parts["turned_dlogp"]).median()), 1),
+                "share_above_0": round(float((torch.cat(parts["turned_dlogp"]) > 0)
+                                             .float().mean()), 3)},
             "machine": machine()}
 
 

@@ -48,12 +48,13 @@ def test_projection_runs_and_the_ground_truth_projects_exactly(small):
         "mean_shape_fitted_camera_l1_per_coord", "mean_shape_fitted_camera_px256_mean",
         "mean_shape_fitted_camera_px256_median", "examples", "body24_px256_max",
         "body24_px256_mean", "coco17_px256_max", "keypoints_2d_loss", "betas_loss",
-        "orth_loss", "camera_loss"}
+        "orth_loss", "camera_loss", "orientation_mode_loss"}
     _finite(list(numbers.values()))
     assert result["examples"] == 4
     # measurement 1: the labels through the model's projection land on the stored 2D joints
     assert result["body24_px256_max"] < 0.05 and result["coco17_px256_max"] < 0.05
     assert result["betas_loss"] == 0
+    assert result["orientation_mode_loss"] < 1e-10  # the ground truth's own orientation
 
 
 def test_overfit_runs_every_substitution(small):
@@ -109,6 +110,8 @@ def test_spread_splits_a_trained_model_and_matches_the_metric_at_one_orientation
         assert 0 < local and 0 < full
     for key in ("to_mode", "error_mode", "error_samples"):
         assert 0 <= result[f"orientation_{key}_deg"]["median"] <= 180
+    assert all(0 <= v <= 1 for v in result["wrong_way_share"].values())
+    assert math.isfinite(result["turned_gt_log_density_nats"]["median"])
 
 
 def test_heading_errors_count_a_body_turned_about_the_vertical_as_wrong_way():

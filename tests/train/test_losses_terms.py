@@ -2,6 +2,7 @@
 and the Table S2 sample supervision, against hand computations and loops."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
@@ -9,8 +10,8 @@ from scipy.spatial.transform import Rotation
 from body.rotations import matrix_to_rot6d
 from core.config import load_config
 from train.losses import (LOSS_NAMES, betas_loss, camera_loss, keypoints_2d_loss,
-                          keypoints_2d_samples_loss, nll_loss, orth_loss, supervised_2d_joints,
-                          total_loss)
+                          keypoints_2d_samples_loss, nll_loss, orientation_mode_loss, orth_loss,
+                          supervised_2d_joints, total_loss)
 
 
 # ---------------------------------------------------------------- the simple terms
@@ -129,11 +130,30 @@ def test_a_detached_orientation_blocks_only_those_hypotheses_orientation_gradien
     assert torch.all(grad[:, :, 1:] == 1)                  # every body joint still learns
 
 
+def test_orientation_mode_loss_by_hand():
+    """‖R − R̂‖²_F = 4 (1 − cos θ) for two rotations θ apart (scipy's angle); turned around
+    (θ = 180°) it is 8, the same rotation 0; the mean over images."""
+    a = Rotation.random(5, random_state=1)
+    b = Rotation.random(5, random_state=2)
+    theta = (a.inv() * b).magnitude()
+    expected = float(np.mean(4 * (1 - np.cos(theta))))
+    got = orientation_mode_loss(matrix_to_rot6d(torch.from_numpy(a.as_matrix())),
+                                matrix_to_rot6d(torch.from_numpy(b.as_matrix())))
+    assert got.item() == pytest.approx(expected, rel=1e-10)
+    eye = matrix_to_rot6d(torch.eye(3, dtype=torch.float64))[None]
+    turned = matrix_to_rot6d(torch.diag(torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64)))
+    assert orientation_mode_loss(eye, turned[None]).item() == pytest.approx(8.0)
+    assert orientation_mode_loss(eye, eye).item() == 0.0
+
+
 def test_the_paper_lets_every_loss_move_the_orientation_and_unknown_values_are_refused():
     paper, synthetic = load_config(["profile=paper"]).losses, load_config().losses
     assert paper.detach_orientation == "none" and not paper.mask_skip_gt_off_mask
     # the synthetic profile's two departures (docs/diagnosis.md §6)
     assert synthetic.detach_orientation == "mode" and synthetic.mask_skip_gt_off_mask
+    # and the third (§8): ProHMR's mode-orientation loss, off in the paper
+    assert load_config(["profile=paper"]).loss_weights.orientation_mode == 0
+    assert load_config().loss_weights.orientation_mode == pytest.approx(1e-3)
     from core.errors import ConfigError
     with pytest.raises(ConfigError, match="losses.detach_orientation"):
         load_config(["losses.detach_orientation=root"])

@@ -5,6 +5,7 @@ from core.config import load_config
 from train.data import TrainingExample, TrainingTargets
 from train.inputs import ModelInput
 from train.model import ProbabilisticHMR
+from train.losses import orientation_mode_loss
 from train.objective import training_forward
 
 TINY = ["model.flow_hidden=32", "model.flow_blocks=2", "model.regressor_hidden=32",
@@ -63,3 +64,28 @@ def test_training_nll_draws_latents_then_noise_then_dropout(model_and_inputs):
         noise = torch.randn(b, 22, 6)
         expected = model.flow.log_prob((gt + cfg.losses.nll_noise * noise).flatten(1), cond)
     torch.testing.assert_close(log_prob.detach(), expected, rtol=0, atol=0)
+
+
+def test_the_mode_orientation_loss_reaches_the_flow_through_a_detached_orientation(
+        model_and_inputs):
+    """With `losses.detach_orientation=mode` the mode's 2D loss cannot turn the mode, but the
+    mode-orientation term (ProHMR's) still trains where z = 0 lands: its gradient reaches the
+    flow, and its value is that of the mode's own global orientation."""
+    cfg, model, inputs = model_and_inputs
+    model.train()
+    b = 3
+    gt = torch.eye(3)[:2].flatten().expand(b, 22, 6).clone()
+    zeros = torch.zeros(b, 17, 2)
+    targets = TrainingTargets(*([zeros] * 2), gt, *([zeros] * 11))
+    cut = cfg.copy()
+    cut.losses.detach_orientation = "mode"
+    torch.manual_seed(3)
+    out, _ = training_forward(model, TrainingExample(inputs, targets), 2, cut)
+    torch.testing.assert_close(out.mode_root6d, out.pose6d[:, 0, 0])
+    params = list(model.flow.parameters())
+    through_cut = torch.autograd.grad(out.pose6d[:, 0, 0].sum(), params, allow_unused=True,
+                                      retain_graph=True)
+    assert all(g is None or not g.any() for g in through_cut)  # the other terms' path is cut
+    loss = orientation_mode_loss(out.mode_root6d, gt[:, 0])
+    direct = torch.autograd.grad(loss, params, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in direct)
