@@ -47,9 +47,10 @@ def betas_loss(pred_betas: Tensor, gt_betas: Tensor) -> Tensor:
 
 
 def orientation_mode_loss(pred_root6d: Tensor, gt_root6d: Tensor) -> Tensor:
-    """ProHMR's global-orientation loss on the mode (docs/method.md §4, "the mode's global orientation"; off in
-    the paper): mean over images of ‖R − R̂‖²_F, the squared error summed over the 9 entries of
-    the rotation matrices, = 4 (1 − cos θ) for a rotation θ apart (8 when turned around).
+    """ProHMR's global-orientation loss on the mode (docs/method.md §4, "the mode's global
+    orientation"; off in the paper): mean over images of ‖R − R̂‖²_F, the squared error summed
+    over the 9 entries of the rotation matrices, = 4 (1 − cos θ) for a rotation θ apart (8 when
+    turned around).
 
     pred_root6d, gt_root6d (B, 6): the mode's and the ground truth's global orientation, 6D.
     """
