@@ -25,6 +25,8 @@ PAPER_EMDB = {
     "realnvp": (68.5, 43.1, 77.5), "mmd": (63.9, 40.7, 72.4), "mask": (63.6, 40.9, 72.0),
     "unsupervised": (67.8, 43.2, 76.8), "l2d_vis": (67.9, 42.3, 76.6),
 }
+
+
 def _percent(*keys: str):
     """The share at `keys` of metrics.json (a fraction in [0, 1]) in per cent."""
     def get(metrics: dict) -> float:
