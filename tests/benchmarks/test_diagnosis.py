@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from benchmarks.diagnosis import (backbone_heading, heading, lift, overfit, profile_step,
-                                  projection, spread)
+from benchmarks.diagnosis import (backbone_heading, heading, lift, mode2d, overfit,
+                                  profile_step, projection, spread)
 from benchmarks.diagnosis.common import translation_to_camera
 from body.cameras import weak_perspective_to_translation
 from train.inputs import ModelInput
@@ -92,15 +92,21 @@ def test_geodesic_angle_of_a_known_rotation():
     assert float(spread.geodesic_deg(rz, rz)) == pytest.approx(0, abs=0.1)
 
 
-def test_spread_splits_a_trained_model_and_matches_the_metric_at_one_orientation(
-        small, tmp_path):
-    tiny = [*small, f"paths.runs={tmp_path}", "train.batch_size=2", "model.flow_hidden=32",
+def _tiny_run(small, runs) -> list[str]:
+    """Overrides of a one-step run "tiny" of a tiny model under `runs` (trained here)."""
+    tiny = [*small, f"paths.runs={runs}", "train.batch_size=2", "model.flow_hidden=32",
             "model.flow_blocks=2", "model.regressor_hidden=32", "model.samples_train=2",
             "model.backbone_options.out_features=16", "model.pose_mlp=[51,32,16]",
             "train.iterations=1", "train.checkpoint_every=1", "train.image_every=1000"]
     from core.config import load_config
     from train import trainer
     trainer.fit(load_config(["profile=synthetic", "train.run=tiny", *tiny]))
+    return tiny
+
+
+def test_spread_splits_a_trained_model_and_matches_the_metric_at_one_orientation(
+        small, tmp_path):
+    tiny = _tiny_run(small, tmp_path)
     result = spread.run(spread.parse(["--run", "tiny", "--crops", "4", "--hypotheses", "5",
                                       *tiny]))
     assert result["crops"] == 4
@@ -154,3 +160,24 @@ def test_backbone_heading_trains_the_stand_in_and_measures_its_heading(small):
         for split in ("train", "test"):
             h = point[split]
             assert 0 <= h["median"] <= h["p90"] <= 180 and 0 <= h["wrong_way_pct"] <= 100
+
+
+def test_similarity_fit_recovers_a_scaled_shifted_copy_from_the_selected_joints():
+    target = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [9.0, 9.0]]])
+    points = (target - torch.tensor([1.0, 3.0])) / 2  # scale 2 and shift (1, 3) undo it
+    points[0, 3] = torch.tensor([-50.0, 70.0])  # an unselected joint does not enter the fit
+    sel = torch.tensor([[True, True, True, False]])
+    fitted = mode2d.similarity_fit(points, target, sel)
+    torch.testing.assert_close(fitted[0, :3], target[0, :3])
+    torch.testing.assert_close(fitted[0, 3], torch.tensor([-99.0, 143.0]))  # 2·p + (1, 3)
+
+
+def test_mode2d_scores_the_ground_truth_body_near_zero_and_the_camera_fit_no_worse(
+        small, tmp_path):
+    tiny = _tiny_run(small, tmp_path)
+    result = mode2d.run(mode2d.parse(["--run", "tiny", "--crops", "8", *tiny]))
+    px = result["kp2d_right_px"]
+    _finite(list(px.values()))
+    assert result["joints"] > 0
+    assert px["gt_body"] < 0.5  # the metric's own floor: the labels through its path
+    assert px["mode_similarity"] <= px["mode"] + 1e-6
