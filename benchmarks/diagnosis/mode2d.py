@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from body.cameras import crop_normalize
 from core.cli import ArgumentParser, run_cli
 from eval import metrics
 from eval.examples import EVAL_CROP, TestExamples
@@ -74,11 +75,11 @@ def run(args: argparse.Namespace) -> dict:
             inputs, extras = to_device(batch, torch.device("cpu"))
             rows = extras.row.numpy()
             posterior = model(inputs)
-            mode = posterior.hypotheses(0, torch.Generator().manual_seed(0))
+            mode = posterior.hypotheses(0)  # the mode alone: no random draw
             verts = evaluator.smpl_vertices(mode.pose6d, mode.betas)
             _, coco = evaluator.coco_crop(verts, mode.transl, inputs)
             gt2d = torch.as_tensor(labels.kp2d_coco[rows])
-            gt = to256((gt2d - inputs.center[:, None]) / (100 * inputs.scale[:, None, None]))
+            gt = to256(crop_normalize(gt2d, inputs.center, inputs.scale))
             det = to256(inputs.det_kp[..., :2])
             visible = inputs.det_kp[..., 2] > cfg.conventions.visible_conf
             right = metrics.right_person(det, gt, visible, EVAL_CROP)
