@@ -56,6 +56,8 @@ class LossWeightsSchema:
     mmd: float = _field(at_least(0))
     mask: float = _field(at_least(0))
     orientation_mode: float = _field(at_least(0))
+    body_pose_mode: float = _field(at_least(0))
+    keypoints_3d_mode: float = _field(at_least(0))
 
 
 @dataclass

@@ -22,7 +22,7 @@ from body.rotations import rot6d_to_matrix
 
 # The names of the terms and of their weights (pipelines.yaml `loss_weights`).
 LOSS_NAMES = ("nll", "betas", "keypoints_2d", "keypoints_2d_samples", "orth", "camera", "mmd",
-              "mask", "orientation_mode")
+              "mask", "orientation_mode", "body_pose_mode", "keypoints_3d_mode")
 
 # Defaults: the paper's values, also in pipelines.yaml `losses` (the caller passes the config's).
 MMD_KERNEL_SCALES = (0.05, 0.20, 0.90)
@@ -46,16 +46,29 @@ def betas_loss(pred_betas: Tensor, gt_betas: Tensor) -> Tensor:
     return (pred_betas - gt_betas).square().sum(-1).mean()
 
 
-def orientation_mode_loss(pred_root6d: Tensor, gt_root6d: Tensor) -> Tensor:
-    """ProHMR's global-orientation loss on the mode (docs/method.md §4, "the mode's global
-    orientation"; off in the paper): mean over images of ‖R − R̂‖²_F, the squared error summed
-    over the 9 entries of the rotation matrices, = 4 (1 − cos θ) for a rotation θ apart (8 when
-    turned around).
+def rotation_mode_loss(pred6d: Tensor, gt6d: Tensor) -> Tensor:
+    """ProHMR's parameter losses on the mode (docs/method.md §4, "the mode's parameters"; off in
+    the paper): mean over images of ‖R − R̂‖²_F, the squared error summed over the 9 entries of
+    every rotation matrix and over the joints, = 4 (1 − cos θ) per joint θ apart (8 when turned
+    around). Its `GLOBAL_ORIENT_MODE` on the global orientation, `BODY_POSE_MODE` on the 21 body
+    joints.
 
-    pred_root6d, gt_root6d (B, 6): the mode's and the ground truth's global orientation, 6D.
+    pred6d, gt6d (B, 6) one rotation per image, or (B, J, 6): the mode's and the ground truth's.
     """
-    diff = rot6d_to_matrix(pred_root6d) - rot6d_to_matrix(gt_root6d)
-    return diff.square().sum((-1, -2)).mean()
+    diff = rot6d_to_matrix(pred6d) - rot6d_to_matrix(gt6d)
+    return diff.square().flatten(1).sum(-1).mean()
+
+
+def keypoints_3d_mode_loss(pred_joints: Tensor, gt_joints: Tensor, root: int = 0) -> Tensor:
+    """ProHMR's 3D keypoint loss on the mode (`KEYPOINTS_3D_MODE`; off in the paper): L1 of the
+    root-centred joints, SUMMED over the joints × 3 coordinates, mean over images (ProHMR's
+    normalisation; metres).
+
+    pred_joints, gt_joints (B, J, 3) in one frame; `root` the joint both are centred on.
+    """
+    pred = pred_joints - pred_joints[:, root:root + 1]
+    gt = gt_joints - gt_joints[:, root:root + 1]
+    return (pred - gt).abs().sum((-1, -2)).mean()
 
 
 def keypoints_2d_loss(pred_body2d_mode: Tensor, gt_body2d: Tensor, valid: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from body.joints import COCO17_FACE
+from body.rotations import rot6d_to_matrix
 
 from . import losses
 from .data import TrainingExample, TrainingTargets
@@ -23,14 +24,20 @@ def training_forward(model: nn.Module, batch: TrainingExample, samples: int,
     """(the mode and `samples` random hypotheses, log p(θ̂ + ε | c) (B,)) of a training batch.
 
     ε ~ N(0, nll_noise² I) (`losses.nll_noise`, docs/method.md §4 "NLL"). Draws from the global
-    torch stream in this order: the flow's latents, ε, then the head's dropout."""
+    torch stream in this order: the flow's latents, ε, then the head's dropout. With the mode's
+    3D keypoint term on, the hypotheses carry the ground truth's joints (`target_joints3d`)."""
     posterior = model(batch.inputs, batch.features)
     pose = posterior.mode_and_samples(samples)
     cut = orientation_detached(pose, cfg.losses.detach_orientation)
     gt = batch.targets.gt_pose6d
     noise = torch.randn(gt.shape, device=gt.device, dtype=gt.dtype)
     log_prob = posterior.log_prob(gt + cfg.losses.nll_noise * noise)
-    return replace(posterior.project(cut), uncut_mode_root6d=pose[:, 0, 0]), log_prob
+    target = None
+    if cfg.loss_weights.keypoints_3d_mode != 0:
+        with torch.no_grad():
+            target = model.body(batch.targets.gt_betas, rot6d_to_matrix(gt))
+    return replace(posterior.project(cut), uncut_mode_root6d=pose[:, 0, 0],
+                   target_joints3d=target), log_prob
 
 
 def orientation_detached(pose: torch.Tensor, which: str) -> torch.Tensor:
@@ -61,9 +68,9 @@ def mode_2d_joints(mode: Hypotheses, targets: TrainingTargets,
 
 def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTargets,
                cfg: DictConfig) -> dict[str, torch.Tensor]:
-    """The terms with a non-zero weight: the mode for β and 2D, the random hypotheses for MMD,
-    the mask loss and the Table S2 sample supervision, all of them for the orthogonality term;
-    `log_prob_gt` (B,) for the NLL."""
+    """The terms with a non-zero weight: the mode for β, 2D and ProHMR's mode terms, the random
+    hypotheses for MMD, the mask loss and the Table S2 sample supervision, all of them for the
+    orthogonality term; `log_prob_gt` (B,) for the NLL."""
     lc = cfg.losses
     inside_px, visible_conf = cfg.conventions.inside_mask_px, cfg.conventions.visible_conf
     samples = out.samples.coco2d.transpose(1, 2)  # (B, 17, N, 2)
@@ -86,8 +93,13 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
                 targets.gt_in_crop, targets.max_conf, lc.samples_2d_visible_only,
                 visible_conf)),
         "orth": lambda: losses.orth_loss(out.pose6d),
-        "orientation_mode": lambda: losses.orientation_mode_loss(out.mode_root6d,
-                                                                 targets.gt_pose6d[:, 0]),
+        "orientation_mode": lambda: losses.rotation_mode_loss(out.mode_root6d,
+                                                              targets.gt_pose6d[:, 0]),
+        "body_pose_mode": lambda: losses.rotation_mode_loss(out.pose6d[:, 0, 1:],
+                                                            targets.gt_pose6d[:, 1:]),
+        # the 24 joints of the 2D loss (after COCO-17 in joints3d), centred on the pelvis
+        "keypoints_3d_mode": lambda: losses.keypoints_3d_mode_loss(
+            out.joints3d[:, 0, losses.NUM_COCO:], out.target_joints3d[:, losses.NUM_COCO:]),
         "camera": lambda: losses.camera_loss(out.cam[:, 0], lc.camera_scale_factor),
         "mmd": mmd,
         "mask": lambda: losses.mask_loss(samples, targets.max_conf, targets.hm_samples,

@@ -37,6 +37,9 @@ class Hypotheses:
     # the mode's global orientation (B, 6) before `losses.detach_orientation` cut it from the
     # other terms (train/objective.py); None: nothing was cut, it is pose6d[:, 0, 0]
     uncut_mode_root6d: Tensor | None = None
+    # the ground truth's joints (B, 41, 3), body frame, as joints3d without the translation; set
+    # by train/objective.py when the mode's 3D keypoint loss needs them
+    target_joints3d: Tensor | None = None
 
     @property
     def mode_root6d(self) -> Tensor:

@@ -23,7 +23,8 @@ def test_pipelines_yaml_resolves_and_holds_the_papers_constants(monkeypatch):
     assert weights == {"nll": 0.1, "betas": 5e-4, "keypoints_2d": 1e-2, "orth": 0.1,
                        "camera": 1.0, "mmd": 5e-2, "mask": 0.1,
                        "keypoints_2d_samples": 0.0,  # Table S2 only: off in the paper
-                       "orientation_mode": 0.0}  # ProHMR's, not the paper's
+                       # ProHMR's, not the paper's
+                       "orientation_mode": 0.0, "body_pose_mode": 0.0, "keypoints_3d_mode": 0.0}
 
 
 def _error(overrides, path=ROOT / "pipelines.yaml"):

@@ -10,8 +10,8 @@ from scipy.spatial.transform import Rotation
 from body.rotations import matrix_to_rot6d
 from core.config import load_config
 from train.losses import (LOSS_NAMES, betas_loss, camera_loss, keypoints_2d_loss,
-                          keypoints_2d_samples_loss, nll_loss, orientation_mode_loss, orth_loss,
-                          supervised_2d_joints, total_loss)
+                          keypoints_2d_samples_loss, keypoints_3d_mode_loss, nll_loss, orth_loss,
+                          rotation_mode_loss, supervised_2d_joints, total_loss)
 
 
 # ---------------------------------------------------------------- the simple terms
@@ -137,13 +137,37 @@ def test_orientation_mode_loss_by_hand():
     b = Rotation.random(5, random_state=2)
     theta = (a.inv() * b).magnitude()
     expected = float(np.mean(4 * (1 - np.cos(theta))))
-    got = orientation_mode_loss(matrix_to_rot6d(torch.from_numpy(a.as_matrix())),
-                                matrix_to_rot6d(torch.from_numpy(b.as_matrix())))
+    got = rotation_mode_loss(matrix_to_rot6d(torch.from_numpy(a.as_matrix())),
+                             matrix_to_rot6d(torch.from_numpy(b.as_matrix())))
     assert got.item() == pytest.approx(expected, rel=1e-10)
     eye = matrix_to_rot6d(torch.eye(3, dtype=torch.float64))[None]
     turned = matrix_to_rot6d(torch.diag(torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64)))
-    assert orientation_mode_loss(eye, turned[None]).item() == pytest.approx(8.0)
-    assert orientation_mode_loss(eye, eye).item() == 0.0
+    assert rotation_mode_loss(eye, turned[None]).item() == pytest.approx(8.0)
+    assert rotation_mode_loss(eye, eye).item() == 0.0
+
+
+def test_body_pose_mode_loss_sums_over_the_joints():
+    """(B, J, 6): per image the sum over the J joints of 4 (1 − cos θ_j), then the mean."""
+    a = Rotation.random(2 * 21, random_state=3)
+    b = Rotation.random(2 * 21, random_state=4)
+    theta = (a.inv() * b).magnitude().reshape(2, 21)
+    expected = float(np.mean((4 * (1 - np.cos(theta))).sum(1)))
+    six = lambda r: matrix_to_rot6d(torch.from_numpy(r.as_matrix())).reshape(2, 21, 6)  # noqa: E731
+    assert rotation_mode_loss(six(a), six(b)).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_keypoints_3d_mode_loss_by_hand():
+    """L1 of root-centred joints summed over joints × coordinates, mean over images: a shift of
+    the whole body costs nothing, one joint 3 cm off along x and 4 cm along y costs 0.07."""
+    g = torch.Generator().manual_seed(0)
+    gt = torch.randn(2, 24, 3, generator=g, dtype=torch.float64)
+    assert keypoints_3d_mode_loss(gt + torch.tensor([1.0, -2.0, 5.0]), gt).item() < 1e-12
+    off = gt.clone()
+    off[0, 5] += torch.tensor([0.03, 0.04, 0.0], dtype=torch.float64)
+    assert keypoints_3d_mode_loss(off, gt).item() == pytest.approx(0.07 / 2, rel=1e-9)
+    moved_root = gt.clone()
+    moved_root[1, 0] += torch.tensor([0.0, 0.0, 0.1], dtype=torch.float64)  # every other joint off
+    assert keypoints_3d_mode_loss(moved_root, gt).item() == pytest.approx(23 * 0.1 / 2, rel=1e-9)
 
 
 def test_the_paper_lets_every_loss_move_the_orientation_and_unknown_values_are_refused():

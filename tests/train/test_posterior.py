@@ -5,7 +5,7 @@ from core.config import load_config
 from train.data import TrainingExample, TrainingTargets
 from train.inputs import ModelInput
 from train.model import ProbabilisticHMR
-from train.losses import orientation_mode_loss
+from train.losses import rotation_mode_loss
 from train.objective import training_forward
 
 TINY = ["model.flow_hidden=32", "model.flow_blocks=2", "model.regressor_hidden=32",
@@ -86,6 +86,39 @@ def test_the_mode_orientation_loss_reaches_the_flow_through_a_detached_orientati
     through_cut = torch.autograd.grad(out.pose6d[:, 0, 0].sum(), params, allow_unused=True,
                                       retain_graph=True)
     assert all(g is None or not g.any() for g in through_cut)  # the other terms' path is cut
-    loss = orientation_mode_loss(out.mode_root6d, gt[:, 0])
+    loss = rotation_mode_loss(out.mode_root6d, gt[:, 0])
     direct = torch.autograd.grad(loss, params, allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in direct)
+
+
+def test_the_mode_3d_keypoint_loss_compares_the_modes_body_with_the_ground_truths(
+        model_and_inputs):
+    """ProHMR's 3D keypoint term on the mode: with the mode's own pose and shape as the ground
+    truth it is 0 (the prediction's camera translation and the target's body frame agree once
+    both are centred on the pelvis); a ground truth with one knee bent costs more than 0."""
+    from scipy.spatial.transform import Rotation
+
+    from body.rotations import matrix_to_rot6d
+    from train.objective import loss_terms
+
+    cfg, model, inputs = model_and_inputs
+    cfg = cfg.copy()
+    for name in cfg.loss_weights:
+        cfg.loss_weights[name] = 0.0
+    cfg.loss_weights.keypoints_3d_mode = 0.05  # the only term loss_terms computes
+    model.eval()  # no dropout: the head's shape is the same in both passes
+    with torch.no_grad():
+        posterior = model(inputs)
+        mode, (betas, _) = posterior.mode(), posterior.shape_camera()
+    zeros = torch.zeros(3, 17, 2)
+
+    def term(gt_pose):
+        targets = TrainingTargets(zeros, zeros, gt_pose, betas, *([zeros] * 10))
+        out, log_prob = training_forward(model, TrainingExample(inputs, targets), 2, cfg)
+        return loss_terms(out, log_prob, targets, cfg)["keypoints_3d_mode"].item()
+
+    assert term(mode) < 1e-5
+    bent = mode.clone()
+    knee = matrix_to_rot6d(torch.from_numpy(Rotation.from_rotvec([1.0, 0, 0]).as_matrix()))
+    bent[:, 4] = knee.float()  # left knee (SMPL-X joint 4)
+    assert term(bent) > 0.05
