@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks.diagnosis import (backbone_heading, heading, lift, mode2d, overfit,
-                                  profile_step, projection, spread)
+                                  pose_budget, profile_step, projection, spread)
 from benchmarks.diagnosis.common import translation_to_camera
 from body.cameras import weak_perspective_to_translation
 from train.inputs import ModelInput
@@ -181,3 +181,14 @@ def test_mode2d_scores_the_ground_truth_body_near_zero_and_the_camera_fit_no_wor
     assert result["joints"] > 0
     assert px["gt_body"] < 0.5  # the metric's own floor: the labels through its path
     assert px["mode_similarity"] <= px["mode"] + 1e-6
+
+
+def test_pose_budget_scores_the_labels_pose_near_zero_and_a_run_and_the_lift_finitely(
+        small, tmp_path):
+    tiny = _tiny_run(small, tmp_path)
+    result = pose_budget.run(pose_budget.parse(["--run", "tiny", "--crops", "4", "--steps", "3",
+                                                "--every", "2", "--batch", "2", *tiny]))
+    assert result["labels_pose"] < 0.05  # the labels' pose, shape and camera reproduce their 2D
+    assert result["runs"]["tiny"] > result["labels_pose"]
+    assert sorted(result["lift"]) == [2, 3]
+    _finite([result["runs"]["tiny"], *result["lift"].values()])
