@@ -12,8 +12,10 @@ from omegaconf import DictConfig
 from core.config import load_config
 from stores.store import Store
 from train.augment import Augmentation
-from train.data import CollateExamples, ExampleSettings, TrainingExample, TrainingExamples
+from train.data import CollateExamples, ExampleSettings, TrainingExample, TrainingExamples, \
+    TrainingTargets
 from train.inputs import ModelInput
+from train.posterior import Hypotheses
 from train.trainer import build_caches
 
 
@@ -55,6 +57,12 @@ def translation_to_camera(transl: torch.Tensor, inputs: ModelInput) -> torch.Ten
 def crop_px(norm_error: torch.Tensor, size: int = 256) -> torch.Tensor:
     """Crop-normalised distances -> pixels of a `size` crop ([−1, 1] spans `size` px)."""
     return norm_error * size / 2
+
+
+def mode_error(out: Hypotheses, targets: TrainingTargets) -> tuple[float, float]:
+    """Mean |Δ| per coordinate (crop-normalised) and mean px (256 crop) of the mode's 24 joints."""
+    diff = (out.mode.body2d - targets.gt_body2d)[targets.gt_body2d_valid]
+    return float(diff.abs().mean()), float(crop_px(diff.norm(dim=-1)).mean())
 
 
 def machine() -> str:

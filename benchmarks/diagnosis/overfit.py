@@ -25,12 +25,12 @@ from omegaconf import DictConfig
 from torch import nn
 
 from core.cli import ArgumentParser, run_cli
-from train.data import TrainingExample, TrainingTargets
+from train.data import TrainingExample
 from train.model import POSE_DIM, ProbabilisticHMR
 from train.objective import loss_terms, total, training_forward
 from train.posterior import Hypotheses
 
-from .common import batch_of, config, crop_px, examples, gt_transl, machine, \
+from .common import batch_of, config, examples, gt_transl, machine, mode_error, \
     translation_to_camera
 
 
@@ -45,12 +45,6 @@ class Features(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.table if self.table is not None else self.cached
-
-
-def mode_error(out: Hypotheses, targets: TrainingTargets) -> tuple[float, float]:
-    """Mean |Δ| per coordinate (crop-normalised) and mean px (256 crop) of the mode's 24 joints."""
-    diff = (out.mode.body2d - targets.gt_body2d)[targets.gt_body2d_valid]
-    return float(diff.abs().mean()), float(crop_px(diff.norm(dim=-1)).mean())
 
 
 def run(args: argparse.Namespace) -> dict:

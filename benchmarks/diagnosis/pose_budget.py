@@ -15,6 +15,7 @@ so only the pose counts: the mean 2D error (256-crop px) of the 24 joints of the
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from train.data import CollateExamples, TrainingExample
 from train.inputs import ModelInput
 from train.model import POSE_DIM, ProbabilisticHMR, load_model
 
-from .common import batch_of, config, crop_px, examples, gt_transl, machine, \
+from .common import batch_of, config, examples, gt_transl, machine, mode_error, \
     translation_to_camera
 
 
@@ -54,8 +55,7 @@ def pose_error_px(body: ProbabilisticHMR, batch: TrainingExample, cam: torch.Ten
     """Mean 2D error (256-crop px) of poses (B, 22, 6) with the labels' shape and camera `cam`."""
     with torch.no_grad():
         out = body.project(pose6d[:, None], batch.targets.gt_betas, cam, batch.inputs)
-    diff = (out.body2d[:, 0] - batch.targets.gt_body2d)[batch.targets.gt_body2d_valid]
-    return round(float(crop_px(torch.linalg.vector_norm(diff, dim=-1)).mean()), 2)
+    return round(mode_error(out, batch.targets)[1], 2)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -78,21 +78,17 @@ def run(args: argparse.Namespace) -> dict:
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loader = DataLoader(examples(cfg), batch_size=args.batch, shuffle=False,
                         num_workers=cfg.train.workers, collate_fn=CollateExamples())
-    step = 0
-    while step < args.steps:
-        for batch in loader:
-            loss = (net(lift_inputs(batch.inputs)) - batch.targets.gt_pose6d.flatten(1))
-            opt.zero_grad()
-            loss.square().mean().backward()
-            opt.step()
-            step += 1
-            if step % args.every == 0 or step == args.steps:
-                with torch.no_grad():
-                    pose = net(lift_inputs(scored.inputs)).unflatten(-1, (-1, 6))
-                curve[step] = pose_error_px(body, scored, cam, pose)
-                print(json.dumps({"lift_step": step, "px": curve[step]}), flush=True)
-            if step == args.steps:
-                break
+    epochs = itertools.chain.from_iterable(itertools.repeat(loader))  # the loader's epochs again
+    for step, batch in enumerate(itertools.islice(epochs, args.steps), 1):
+        loss = (net(lift_inputs(batch.inputs)) - batch.targets.gt_pose6d.flatten(1))
+        opt.zero_grad()
+        loss.square().mean().backward()
+        opt.step()
+        if step % args.every == 0 or step == args.steps:
+            with torch.no_grad():
+                pose = net(lift_inputs(scored.inputs)).unflatten(-1, (-1, 6))
+            curve[step] = pose_error_px(body, scored, cam, pose)
+            print(json.dumps({"lift_step": step, "px": curve[step]}), flush=True)
     result["lift"] = curve
     return {**result, "args": {k: v for k, v in vars(args).items() if k != "overrides"},
             "machine": machine()}
