@@ -7,7 +7,8 @@ so only the pose counts: the mean 2D error (256-crop px) of the 24 joints of the
 - `runs`: the mode of each `--run` (its latest checkpoint);
 - `lift`: a plain MLP from the model's 2D inputs (the detector's 17 joints with confidences and
   the box condition, 54 values) to the 22 × 6D pose, L2 on the 6D pose, trained on augmented
-  training crops at batch `--batch` for `--steps` steps (Adam, lr 1e-3), scored every
+  training crops of the trainer's own stream (`train.data.make_loader`: a fresh augmentation
+  and order every epoch) at batch `--batch` for `--steps` steps (Adam, lr 1e-3), scored every
   `--every` steps: a deterministic regressor of the same inputs at the same budget.
 
 `python -m benchmarks.diagnosis.pose_budget [--run A --run B …] [--steps 1500] [key=value …]`
@@ -22,13 +23,13 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from core.cli import ArgumentParser, run_cli
 from train.checkpoint import latest_checkpoint, run_dir
-from train.data import CollateExamples, TrainingExample
+from train.data import TrainingExample, make_loader
 from train.inputs import ModelInput
 from train.model import POSE_DIM, ProbabilisticHMR, load_model
+from train.trainer import build_caches
 
 from .common import batch_of, config, examples, gt_transl, machine, mode_error, \
     translation_to_camera
@@ -76,10 +77,8 @@ def run(args: argparse.Namespace) -> dict:
     result["runs"] = runs
     net, curve = lift_network(args.seed), {}
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    loader = DataLoader(examples(cfg), batch_size=args.batch, shuffle=False,
-                        num_workers=cfg.train.workers, collate_fn=CollateExamples())
-    epochs = itertools.chain.from_iterable(itertools.repeat(loader))  # the loader's epochs again
-    for step, batch in enumerate(itertools.islice(epochs, args.steps), 1):
+    loader = make_loader(build_caches(cfg), cfg, 0, batch_size=args.batch)  # the trainer's stream
+    for step, batch in enumerate(itertools.islice(loader, args.steps), 1):
         loss = (net(lift_inputs(batch.inputs)) - batch.targets.gt_pose6d.flatten(1))
         opt.zero_grad()
         loss.square().mean().backward()
