@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from benchmarks.diagnosis import (backbone_heading, heading, lift, mode2d, overfit,
-                                  pose_budget, profile_step, projection, spread)
+from benchmarks.diagnosis import (backbone_heading, dispersion, heading, lift, mode2d,
+                                  overfit, pose_budget, profile_step, projection, spread)
 from benchmarks.diagnosis.common import translation_to_camera
 from body.cameras import weak_perspective_to_translation
 from train.inputs import ModelInput
@@ -118,6 +118,38 @@ def test_spread_splits_a_trained_model_and_matches_the_metric_at_one_orientation
         assert 0 <= result[f"orientation_{key}_deg"]["median"] <= 180
     assert all(0 <= v <= 1 for v in result["wrong_way_share"].values())
     assert math.isfinite(result["turned_gt_log_density_nats"]["median"])
+
+
+def test_dispersion_spread_and_joint_classes_by_hand():
+    points = torch.zeros(1, 2, 17, 2)
+    points[0, 1, :, 0] = 2.0  # two points 2 px apart: each 1 px from their mean
+    points[0, 1, 3] = torch.tensor([3.0, 4.0])  # joint 3: 5 px apart, 2.5 from the mean
+    spread_px = dispersion.spread_px(points)
+    assert spread_px.shape == (1, 17)
+    assert float(spread_px[0, 0]) == pytest.approx(1.0) and float(spread_px[0, 3]) == 2.5
+    conf = torch.full((1, 17), 0.3)
+    conf[0, 0], conf[0, 9], conf[0, 10] = 0.9, 0.1, 0.3  # visible; below mmd_min_conf; occluded
+    gt = torch.zeros(1, 17, 2)
+    gt[0, 7] = torch.tensor([1.5, 0.0])  # outside the crop: not an occluded joint of W1
+    classes = dispersion.joint_classes(conf, gt, visible_conf=0.5, min_conf=0.15)
+    assert classes["visible"][0].nonzero().flatten().tolist() == [0]
+    occluded = classes["occluded"][0].nonzero().flatten().tolist()
+    assert 0 not in occluded and 7 not in occluded and 9 not in occluded and 10 in occluded
+    articulated = classes["occluded_articulated"][0].nonzero().flatten().tolist()
+    assert articulated == [8, 10, 13, 14, 15, 16]  # 7 outside the crop, 9 below min_conf
+    assert (classes["occluded_articulated"] | classes["occluded_other"]).eq(
+        classes["occluded"]).all()
+
+
+def test_dispersion_runs_on_a_trained_model(small, tmp_path):
+    tiny = _tiny_run(small, tmp_path)
+    result = dispersion.run(dispersion.parse(["--run", "tiny", "--crops", "4",
+                                              "--hypotheses", "5", *tiny]))
+    assert result["crops"] == 4 and set(result["px256"]) == set(dispersion.CLASSES)
+    visible = result["px256"]["visible"]
+    assert visible["joints"] > 0
+    _finite([visible[m] for m in dispersion.MEASURES])
+    assert visible["hypotheses"] > 0 and visible["heatmap"] > 0
 
 
 def test_heading_errors_count_a_body_turned_about_the_vertical_as_wrong_way():
