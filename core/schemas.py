@@ -75,6 +75,7 @@ class LossesSchema:
     samples_2d_visible_only: bool = MISSING
     mask_dilation_iterations: int = MISSING
     mask_skip_gt_off_mask: bool = MISSING
+    mask_skip_mmd_samples: bool = MISSING
 
 
 @dataclass

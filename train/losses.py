@@ -138,6 +138,15 @@ def _highly_articulated(device: torch.device) -> Tensor:
     return flags
 
 
+def mmd_sample_joints(max_conf: Tensor, gt_in_fov: Tensor, gt_in_crop: Tensor,
+                      uncertain_conf: float = 0.7, min_conf: float = 0.15) -> Tensor:
+    """(B, 17) bool: the joints whose MMD target is their heatmap samples (`mmd_targets`):
+    highly articulated, min_conf < max_conf < uncertain_conf, ground truth in the detector's
+    field of view and in the augmented crop."""
+    uncertain = (max_conf > min_conf) & (max_conf < uncertain_conf)
+    return _highly_articulated(max_conf.device) & uncertain & gt_in_fov & gt_in_crop
+
+
 def mmd_targets(gt_coco: Tensor, hm_samples: Tensor, max_conf: Tensor, gt_in_fov: Tensor,
                 gt_in_crop: Tensor, uncertain_conf: float = 0.7, min_conf: float = 0.15,
                 invisible_conf: float = 0.5) -> tuple[Tensor, Tensor]:
@@ -157,8 +166,7 @@ def mmd_targets(gt_coco: Tensor, hm_samples: Tensor, max_conf: Tensor, gt_in_fov
     Returns target (B, 17, M, 2) and weight (B, 17) in the dtype of hm_samples.
     """
     articulated = _highly_articulated(max_conf.device)
-    uncertain = (max_conf > min_conf) & (max_conf < uncertain_conf)
-    use_samples = articulated & uncertain & gt_in_fov & gt_in_crop
+    use_samples = mmd_sample_joints(max_conf, gt_in_fov, gt_in_crop, uncertain_conf, min_conf)
     gt = gt_coco[:, :, None, :].expand_as(hm_samples)
     target = torch.where(use_samples[..., None, None], hm_samples, gt).clone()
     target[:, :, 0] = gt_coco
@@ -215,7 +223,8 @@ _FAR = 1e6  # normalised crop units: farther than any real point
 def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
               hm_inside: Tensor, gt_coco: Tensor, gt_in_crop: Tensor, mask: Tensor,
               use_mask: Tensor, invisible_conf: float = 0.5,
-              inside_px: float = INSIDE_MASK_PX, skip_gt_off_mask: bool = False) -> Tensor:
+              inside_px: float = INSIDE_MASK_PX, skip_gt_off_mask: bool = False,
+              skip: Tensor | None = None) -> Tensor:
     """Penalises samples of invisible joints that land off the person (docs/method.md §4, Sec. 4.3).
 
     pred_coco_samples (B, 17, N, 2) projected COCO joints of the N random samples; max_conf
@@ -229,6 +238,8 @@ def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
     non-empty mask and use_mask. With `skip_gt_off_mask` a joint whose ground truth lies in the
     crop but off the mask (hidden by an object, not by a person) is not penalised either
     (docs/diagnosis.md §6; the reference release skips only whole object-occluded examples).
+    `skip` (B, 17) bool, optional: joints never penalised (e.g. those whose MMD target is their
+    heatmap samples, `mmd_sample_joints`; docs/diagnosis.md §11).
     Its loss is the L1 distance to the L1-closest candidate of its
     image: all the image's heatmap samples inside the mask (of every joint) plus its 17
     ground-truth COCO joints (the reference release's rule; non-finite ones are dropped).
@@ -256,6 +267,8 @@ def mask_loss(pred_coco_samples: Tensor, max_conf: Tensor, hm_samples: Tensor,
         if skip_gt_off_mask:  # hidden by an object: the ground truth is in the crop, off the mask
             invisible &= ~(gt_in_crop & gt_coco.isfinite().all(-1) &
                            ~near_mask(pixels(gt_coco), mask, inside_px))
+        if skip is not None:
+            invisible &= ~skip
         invisible = invisible[:, :, None].expand(b, k, n).reshape(b, k * n)
         has_mask = use_mask & mask.flatten(1).any(1)
         image, point = (invisible & in_raster & ~on_mask & has_mask[:, None]).nonzero(

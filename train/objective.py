@@ -75,6 +75,12 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
     inside_px, visible_conf = cfg.conventions.inside_mask_px, cfg.conventions.visible_conf
     samples = out.samples.coco2d.transpose(1, 2)  # (B, 17, N, 2)
 
+    def mask_skip() -> torch.Tensor | None:
+        if not lc.mask_skip_mmd_samples:
+            return None
+        return losses.mmd_sample_joints(targets.max_conf, targets.gt_in_fov, targets.gt_in_crop,
+                                        lc.mmd_uncertain_conf, lc.mmd_min_conf)
+
     def mmd() -> torch.Tensor:
         target_sets, weight = losses.mmd_targets(targets.gt_coco, targets.hm_samples,
                                                  targets.max_conf, targets.gt_in_fov,
@@ -106,7 +112,7 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
                                          targets.hm_inside, targets.gt_coco,
                                          targets.gt_in_crop, targets.mask,
                                          targets.use_mask, visible_conf, inside_px,
-                                         lc.mask_skip_gt_off_mask),
+                                         lc.mask_skip_gt_off_mask, mask_skip()),
     }
     return {name: term() for name, term in terms.items() if cfg.loss_weights[name] != 0}
 

@@ -147,6 +147,17 @@ def test_mask_loss_can_skip_joints_whose_ground_truth_is_off_the_mask():
         mask_loss(*outside).item(), rel=1e-12) and mask_loss(*outside).item() > 0
 
 
+def test_mask_loss_skips_the_joints_it_is_told_to():
+    """`skip`: the by-hand case above (0.95 / 5) loses joint 9's penalty when joint 9 is
+    skipped, and keeps it when another joint is."""
+    args = _one_pixel_case([[1.6, 2.0], [2.8, 2.0], [2.5, 2.5], [7.5, 2.0], [5.0, 2.0]])
+    skip = torch.zeros(1, 17, dtype=torch.bool)
+    skip[0, 3] = True
+    assert mask_loss(*args, skip=skip).item() == pytest.approx((0.2 + 0.75) / 5, rel=1e-12)
+    skip[0, 9] = True
+    assert mask_loss(*args, skip=skip).item() == 0
+
+
 def test_mask_loss_zero_without_mask_or_invisible_joints():
     pred, max_conf, hm, hm_inside, gt, in_crop, mask, use_mask = mask_inputs(0)
     assert mask_loss(pred, max_conf, hm, hm_inside, gt, in_crop, mask, use_mask).item() > 0

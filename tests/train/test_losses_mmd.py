@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from body.joints import COCO17_HIGHLY_ARTICULATED
-from train.losses import imq_kernel, mmd_loss, mmd_targets
+from train.losses import imq_kernel, mmd_loss, mmd_sample_joints, mmd_targets
 
 SCALES = (0.05, 0.20, 0.90)
 
@@ -152,6 +152,9 @@ def test_mmd_targets_rule():
         expected = samples[0, joint, 1:] if use_samples else gt[0, joint].expand(m - 1, 2)
         torch.testing.assert_close(target[0, joint, 1:], expected, msg=f"joint {joint}")
         assert weight[0, joint].item() == w, f"joint {joint}"
+    sample_joints = mmd_sample_joints(conf, in_fov, in_crop, uncertain_conf=0.7, min_conf=0.15)
+    assert sample_joints[0].tolist() == [any(j == case[0] and case[4] for case in TARGET_CASES)
+                                         for j in range(17)]
     # joints untouched by the table are confident, in view: GT, weight 1
     rest = sorted(set(range(17)) - {case[0] for case in TARGET_CASES})
     torch.testing.assert_close(target[0, rest], gt[0, rest, None].expand(-1, m, 2))
