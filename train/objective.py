@@ -66,6 +66,15 @@ def mode_2d_joints(mode: Hypotheses, targets: TrainingTargets,
             torch.cat([targets.gt_body2d_valid, torch.isfinite(gt_face).all(-1)], 1))
 
 
+def mask_skipped_joints(targets: TrainingTargets, lc: DictConfig) -> torch.Tensor | None:
+    """(B, 17) bool joints the mask loss spares with `losses.mask_skip_mmd_samples`: those whose
+    MMD target is their heatmap samples (docs/diagnosis.md §11); None when the option is off."""
+    if not lc.mask_skip_mmd_samples:
+        return None
+    return losses.mmd_sample_joints(targets.max_conf, targets.gt_in_fov, targets.gt_in_crop,
+                                    lc.mmd_uncertain_conf, lc.mmd_min_conf)
+
+
 def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTargets,
                cfg: DictConfig) -> dict[str, torch.Tensor]:
     """The terms with a non-zero weight: the mode for β, 2D and ProHMR's mode terms, the random
@@ -74,12 +83,6 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
     lc = cfg.losses
     inside_px, visible_conf = cfg.conventions.inside_mask_px, cfg.conventions.visible_conf
     samples = out.samples.coco2d.transpose(1, 2)  # (B, 17, N, 2)
-
-    def mask_skip() -> torch.Tensor | None:
-        if not lc.mask_skip_mmd_samples:
-            return None
-        return losses.mmd_sample_joints(targets.max_conf, targets.gt_in_fov, targets.gt_in_crop,
-                                        lc.mmd_uncertain_conf, lc.mmd_min_conf)
 
     def mmd() -> torch.Tensor:
         target_sets, weight = losses.mmd_targets(targets.gt_coco, targets.hm_samples,
@@ -112,7 +115,8 @@ def loss_terms(out: Hypotheses, log_prob_gt: torch.Tensor, targets: TrainingTarg
                                          targets.hm_inside, targets.gt_coco,
                                          targets.gt_in_crop, targets.mask,
                                          targets.use_mask, visible_conf, inside_px,
-                                         lc.mask_skip_gt_off_mask, mask_skip()),
+                                         lc.mask_skip_gt_off_mask,
+                                         mask_skipped_joints(targets, lc)),
     }
     return {name: term() for name, term in terms.items() if cfg.loss_weights[name] != 0}
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from body.pixels import near_mask
+from core.config import load_config
 from train.losses import mask_loss
 
 
@@ -156,6 +157,22 @@ def test_mask_loss_skips_the_joints_it_is_told_to():
     assert mask_loss(*args, skip=skip).item() == pytest.approx((0.2 + 0.75) / 5, rel=1e-12)
     skip[0, 9] = True
     assert mask_loss(*args, skip=skip).item() == 0
+
+
+def test_the_option_spares_exactly_the_mmd_sample_joints():
+    """`losses.mask_skip_mmd_samples`: off, nothing is spared; on, the articulated uncertain
+    joints in view (here the left wrist, 9, at confidence 0.3) and no others."""
+    from types import SimpleNamespace
+
+    from train.objective import mask_skipped_joints
+    conf = torch.full((1, 17), 0.9)
+    conf[0, [0, 9]] = 0.3  # the nose is uncertain too, but not highly articulated
+    inside = torch.ones(1, 17, dtype=torch.bool)
+    targets = SimpleNamespace(max_conf=conf, gt_in_fov=inside, gt_in_crop=inside)
+    lc = load_config(["profile=synthetic"]).losses
+    assert not lc.mask_skip_mmd_samples and mask_skipped_joints(targets, lc) is None
+    lc.mask_skip_mmd_samples = True
+    assert mask_skipped_joints(targets, lc)[0].nonzero().flatten().tolist() == [9]
 
 
 def test_mask_loss_zero_without_mask_or_invisible_joints():
