@@ -355,11 +355,6 @@ class ExampleSampler(Sampler):
         return itertools.count(self.start + self.rank, self.world_size)
 
 
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-
-
 def make_loader(stores: Sequence[str | Path], cfg, start: int, rank: int = 0,
                 world_size: int = 1, batch_size: int | None = None,
                 workers: int | None = None, backbone: torch.nn.Module | None = None) -> DataLoader:
@@ -376,8 +371,12 @@ def make_loader(stores: Sequence[str | Path], cfg, start: int, rank: int = 0,
                                None if weights is None else list(weights),
                                build_workers=max(1, workers))
     cuda = str(t.get("device", "cpu")).startswith("cuda") and torch.cuda.is_available()
+    if workers > 0:
+        # One OpenCV thread per worker (torch's workers already run one intra-op thread), set
+        # here for the forked workers to inherit: a worker that resizes OpenCV's thread pool
+        # after this process used it alongside torch's threads hangs (docs/diagnosis.md §10).
+        cv2.setNumThreads(1)
     return DataLoader(dataset, batch_size=batch_size,
                       sampler=ExampleSampler(start, rank, world_size), num_workers=workers,
                       collate_fn=CollateExamples(backbone),
-                      persistent_workers=workers > 0, pin_memory=cuda,
-                      worker_init_fn=_worker_init if workers > 0 else None)
+                      persistent_workers=workers > 0, pin_memory=cuda)

@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -183,6 +184,35 @@ def test_examples_depend_only_on_k(store, examples):
     assert first["image"].shape == (4, 3, 224, 224) and first["hm_samples"].shape == (4, 17, 25, 2)
     for j, k in enumerate(range(3, 7)):
         _assert_same({key: v[j] for key, v in first.items()}, examples[k])
+
+
+_FORK_AFTER_OPENCV_AND_TORCH = """
+import sys
+import cv2, numpy as np, torch
+from core.config import load_config
+from train.data import make_loader
+torch.set_num_threads(2)
+a = torch.randn(1500, 1500)
+for _ in range(3):
+    (a @ a).sum()
+    cv2.warpAffine(np.random.rand(1500, 1500, 3).astype(np.float32),
+                   np.array([[1, 0.1, 5], [0.1, 1, 3]], np.float32), (1500, 1500))
+loader = make_loader([sys.argv[1]], load_config(["train.seed=0"]), 0, batch_size=2, workers=1)
+print(next(iter(loader)).inputs.image.shape[0])
+"""
+
+
+def test_workers_start_after_this_process_used_opencv_and_torch_threads(store):
+    """A forked worker that resized OpenCV's thread pool after the parent had used it beside
+    torch's threads hung for good (seen in benchmarks.diagnosis.pose_budget); a fresh process
+    that does both first must still get its batch."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", _FORK_AFTER_OPENCV_AND_TORCH, str(store)],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "2"
 
 
 def test_different_k_differ_in_augmentation(examples):
