@@ -34,7 +34,7 @@ from train.model import NUM_BETAS, POSE_DIM
 from train.schedule import learning_rate
 from train.trainer import build_caches
 
-from .common import batch_of, config, examples, machine
+from .common import batch_of, config, examples, json_main, machine
 from .heading import WRONG_WAY_DEG
 from .spread import geodesic_deg
 
@@ -101,9 +101,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    print(json.dumps(run(parse(argv)), indent=2))
-    return 0
+main = json_main(run, parse)
 
 
 if __name__ == "__main__":

@@ -2,21 +2,82 @@
 ground-truth weak-perspective camera, pixel conversions."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
+from torch.utils.data import Subset
 
+from core.cli import ArgumentParser
 from core.config import load_config
+from eval.examples import TestExamples
+from eval.protocol import Evaluator
+from stores.paths import store_path
+from stores.labels import LabelRows
 from stores.store import Store
 from train.augment import Augmentation
+from train.checkpoint import latest_checkpoint, run_dir
 from train.data import CollateExamples, ExampleSettings, TrainingExample, TrainingExamples, \
     TrainingTargets
 from train.inputs import ModelInput
+from train.model import ProbabilisticHMR, load_model
 from train.posterior import Hypotheses
 from train.trainer import build_caches
+
+
+def run_parser(doc: str, crops: int, hypotheses: bool = True) -> ArgumentParser:
+    """The parser of a measurement of one run's latest checkpoint: `--run`, `--dataset`,
+    `--crops`, `--hypotheses` (unless told not to) and config overrides; `doc`'s first line
+    describes it."""
+    p = ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--run", required=True, help="run name under paths.runs")
+    p.add_argument("--dataset", default="synthetic-test")
+    p.add_argument("--crops", type=int, default=crops)
+    if hypotheses:
+        p.add_argument("--hypotheses", type=int, default=100)
+    p.add_argument("overrides", nargs="*", help="pipelines.yaml overrides key=value")
+    return p
+
+
+class RunOnCrops(NamedTuple):
+    """A run's latest checkpoint and a fixed, sorted pick of a store's crops, as the evaluation
+    reads them (`run_on_crops`)."""
+
+    cfg: DictConfig
+    checkpoint: Path
+    model: ProbabilisticHMR
+    evaluator: Evaluator
+    crops: Subset
+    labels: LabelRows
+
+
+def run_on_crops(args: argparse.Namespace) -> RunOnCrops:
+    """`args.run`'s latest checkpoint and `args.crops` crops of `args.dataset` (seed 0)."""
+    cfg = config([f"train.run={args.run}", *args.overrides])
+    ckpt = latest_checkpoint(run_dir(cfg))
+    model, trained, _ = load_model(cfg, ckpt)
+    path = store_path(cfg.paths.stores, args.dataset)
+    data = TestExamples(path, trained.model.crop_size, trained.train.context_factor)
+    pick = np.sort(np.random.default_rng(0).permutation(len(data))[:args.crops])
+    return RunOnCrops(cfg, ckpt, model, Evaluator(model, trained, "emdb", torch.device("cpu")),
+                      Subset(data, pick.tolist()), Store(path).labels())
+
+
+def json_main(run: Callable[[argparse.Namespace], dict],
+              parse: Callable[[Sequence[str] | None], argparse.Namespace]
+              ) -> Callable[[Sequence[str] | None], int]:
+    """A measurement's `main`: prints run(parse(argv)) as JSON."""
+    def main(argv: Sequence[str] | None = None) -> int:
+        print(json.dumps(run(parse(argv)), indent=2))
+        return 0
+    return main
 
 
 def config(overrides: Sequence[str] = ()) -> DictConfig:

@@ -20,25 +20,18 @@ whose target may be heatmap samples) and the others (`occluded_other`, not penal
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from body.joints import COCO17_HIGHLY_ARTICULATED
-from core.cli import ArgumentParser, run_cli
-from eval.examples import EVAL_CROP, TestExamples
-from eval.protocol import Evaluator
-from stores.paths import store_path
-from stores.store import Store
-from train.checkpoint import latest_checkpoint, run_dir
+from core.cli import run_cli
+from eval.examples import EVAL_CROP
 from train.inputs import to_device
-from train.model import load_model
 
-from .common import config, machine
+from .common import json_main, machine, run_on_crops, run_parser
 
 MEASURES = ("hypotheses", "heatmap", "truth_to_hypotheses", "truth_to_heatmap", "means_apart")
 CLASSES = ("visible", "occluded", "occluded_articulated", "occluded_other")
@@ -63,19 +56,12 @@ def joint_classes(conf: torch.Tensor, gt_crop: torch.Tensor, visible_conf: float
 
 
 def run(args: argparse.Namespace) -> dict:
-    cfg = config([f"train.run={args.run}", *args.overrides])
-    ckpt = latest_checkpoint(run_dir(cfg))
-    model, trained, _ = load_model(cfg, ckpt)
-    evaluator = Evaluator(model, trained, "emdb", torch.device("cpu"))
-    path = store_path(cfg.paths.stores, args.dataset)
-    data = TestExamples(path, trained.model.crop_size, trained.train.context_factor)
-    pick = np.sort(np.random.default_rng(0).permutation(len(data))[:args.crops])
-    labels = Store(path).labels()
+    cfg, ckpt, model, evaluator, crops, labels = run_on_crops(args)
     generator = torch.Generator().manual_seed(0)
     sums = {(c, m): [0.0, 0] for c in CLASSES for m in MEASURES}
     to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
     with torch.no_grad():
-        for batch in DataLoader(Subset(data, pick.tolist()), batch_size=8, shuffle=False):
+        for batch in DataLoader(crops, batch_size=8, shuffle=False):
             inputs, extras = to_device(batch, torch.device("cpu"))
             out = model(inputs).hypotheses(args.hypotheses - 1, generator)
             _, coco = evaluator.coco_crop(evaluator.smpl_vertices(out.pose6d, out.betas),
@@ -101,23 +87,15 @@ def run(args: argparse.Namespace) -> dict:
                   **{m: round(sums[c, m][0] / max(sums[c, m][1], 1), 2) for m in MEASURES}}
               for c in CLASSES}
     return {"run": args.run, "checkpoint": str(ckpt), "dataset": args.dataset,
-            "crops": len(pick), "hypotheses": args.hypotheses, "px256": result,
+            "crops": len(crops), "hypotheses": args.hypotheses, "px256": result,
             "machine": machine()}
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", required=True, help="run name under paths.runs")
-    p.add_argument("--dataset", default="synthetic-test")
-    p.add_argument("--crops", type=int, default=96)
-    p.add_argument("--hypotheses", type=int, default=100)
-    p.add_argument("overrides", nargs="*", help="pipelines.yaml overrides key=value")
-    return p.parse_args(argv)
+    return run_parser(__doc__, crops=96).parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    print(json.dumps(run(parse(argv)), indent=2))
-    return 0
+main = json_main(run, parse)
 
 
 if __name__ == "__main__":

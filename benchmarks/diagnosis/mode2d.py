@@ -17,26 +17,20 @@ skipped. `python -m benchmarks.diagnosis.mode2d --run NAME [--dataset synthetic-
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from body.cameras import crop_normalize
-from core.cli import ArgumentParser, run_cli
+from core.cli import run_cli
 from eval import metrics
-from eval.examples import EVAL_CROP, TestExamples
-from eval.protocol import Evaluator, project_to_crop
-from stores.paths import store_path
-from stores.store import Store
-from train.checkpoint import latest_checkpoint, run_dir
+from eval.examples import EVAL_CROP
+from eval.protocol import project_to_crop
 from train.inputs import to_device
-from train.model import load_model
 
-from .common import config, machine
+from .common import json_main, machine, run_on_crops, run_parser
 
 
 def similarity_fit(points: torch.Tensor, target: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
@@ -52,14 +46,7 @@ def similarity_fit(points: torch.Tensor, target: torch.Tensor, sel: torch.Tensor
 
 
 def run(args: argparse.Namespace) -> dict:
-    cfg = config([f"train.run={args.run}", *args.overrides])
-    ckpt = latest_checkpoint(run_dir(cfg))
-    model, trained, _ = load_model(cfg, ckpt)
-    evaluator = Evaluator(model, trained, "emdb", torch.device("cpu"))
-    path = store_path(cfg.paths.stores, args.dataset)
-    data = TestExamples(path, trained.model.crop_size, trained.train.context_factor)
-    pick = np.sort(np.random.default_rng(0).permutation(len(data))[:args.crops])
-    labels = Store(path).labels()
+    cfg, ckpt, model, evaluator, crops, labels = run_on_crops(args)
     smpl_rows = str(labels.body_model) == "smpl"
     sums: dict[str, list[float]] = {}
 
@@ -71,7 +58,7 @@ def run(args: argparse.Namespace) -> dict:
 
     to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
     with torch.no_grad():
-        for batch in DataLoader(Subset(data, pick.tolist()), batch_size=8, shuffle=False):
+        for batch in DataLoader(crops, batch_size=8, shuffle=False):
             inputs, extras = to_device(batch, torch.device("cpu"))
             rows = extras.row.numpy()
             posterior = model(inputs)
@@ -96,23 +83,16 @@ def run(args: argparse.Namespace) -> dict:
                 add("gt_body", to256(project_to_crop(joints[:, None], zero, inputs)[:, 0]), gt,
                     sel)
     return {"run": args.run, "checkpoint": str(ckpt), "dataset": args.dataset,
-            "crops": len(pick), "joints": sums["mode"][1],
+            "crops": len(crops), "joints": sums["mode"][1],
             "kp2d_right_px": {k: round(v / max(n, 1), 2) for k, (v, n) in sums.items()},
             "machine": machine()}
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", required=True, help="run name under paths.runs")
-    p.add_argument("--dataset", default="synthetic-test")
-    p.add_argument("--crops", type=int, default=320)
-    p.add_argument("overrides", nargs="*", help="pipelines.yaml overrides key=value")
-    return p.parse_args(argv)
+    return run_parser(__doc__, crops=320, hypotheses=False).parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    print(json.dumps(run(parse(argv)), indent=2))
-    return 0
+main = json_main(run, parse)
 
 
 if __name__ == "__main__":

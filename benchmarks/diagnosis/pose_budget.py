@@ -31,7 +31,7 @@ from train.inputs import ModelInput
 from train.model import POSE_DIM, ProbabilisticHMR, load_model
 from train.trainer import build_caches
 
-from .common import batch_of, config, examples, gt_transl, machine, mode_error, \
+from .common import batch_of, config, examples, gt_transl, json_main, machine, mode_error, \
     translation_to_camera
 
 
@@ -106,9 +106,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_intermixed_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    print(json.dumps(run(parse(argv)), indent=2))
-    return 0
+main = json_main(run, parse)
 
 
 if __name__ == "__main__":

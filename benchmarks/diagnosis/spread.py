@@ -18,7 +18,6 @@ distribution that prefers the truth has it well below 0.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
@@ -27,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from body.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
-from core.cli import ArgumentParser, run_cli
+from core.cli import run_cli
 from eval.examples import TestExamples
 from eval.protocol import Evaluator
 from stores.paths import store_path
@@ -36,7 +35,7 @@ from train.checkpoint import latest_checkpoint, run_dir
 from train.inputs import to_device
 from train.model import load_model
 
-from .common import config, machine
+from .common import config, json_main, machine, run_parser
 
 
 def _spread(joints: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -128,18 +127,10 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", required=True, help="run name under paths.runs")
-    p.add_argument("--dataset", default="synthetic-test")
-    p.add_argument("--crops", type=int, default=96)
-    p.add_argument("--hypotheses", type=int, default=100)
-    p.add_argument("overrides", nargs="*", help="pipelines.yaml overrides key=value")
-    return p.parse_args(argv)
+    return run_parser(__doc__, crops=96).parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    print(json.dumps(run(parse(argv)), indent=2))
-    return 0
+main = json_main(run, parse)
 
 
 if __name__ == "__main__":
