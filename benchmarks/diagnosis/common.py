@@ -19,8 +19,8 @@ from core.cli import ArgumentParser
 from core.config import load_config
 from eval.examples import TestExamples
 from eval.protocol import Evaluator
-from stores.paths import store_path
 from stores.labels import LabelRows
+from stores.paths import store_path
 from stores.store import Store
 from train.augment import Augmentation
 from train.checkpoint import latest_checkpoint, run_dir

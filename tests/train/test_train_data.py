@@ -1,4 +1,6 @@
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -206,8 +208,6 @@ def test_workers_start_after_this_process_used_opencv_and_torch_threads(store):
     """A forked worker that resized OpenCV's thread pool after the parent had used it beside
     torch's threads hung for good (seen in benchmarks.diagnosis.pose_budget); a fresh process
     that does both first must still get its batch."""
-    import subprocess
-    import sys
     done = subprocess.run([sys.executable, "-c", _FORK_AFTER_OPENCV_AND_TORCH, str(store)],
                           capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[2])
