@@ -50,6 +50,10 @@ class Collected:
     percin_gt: list[tuple[float, float, int]] = field(default_factory=list)
     percin_gt_on_mask: list[tuple[float, float, int]] = field(default_factory=list)
     heatmap_w1: list[torch.Tensor] = field(default_factory=list)  # (K,) px, occluded joints
+    # per occluded joint of `heatmap_w1`: its crop is a right-person crop (K,) bool, and the
+    # ground truth in the hypotheses' / the heatmap's central q % disc (K, 2, Q) bool
+    occluded_right: list[torch.Tensor] = field(default_factory=list)
+    occluded_covered_2d: list[torch.Tensor] = field(default_factory=list)
     pve_curve: list[torch.Tensor] = field(default_factory=list)  # (B', N_curve)
     examples: list[dict] = field(default_factory=list)  # a few crops for the plots
     faces: np.ndarray | None = None  # (F, 3) of the SMPL meshes in `examples`
@@ -177,7 +181,10 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
         gt2d = torch.as_tensor(labels.kp2d_coco[rows], device=evaluator.device)
         gt_crop = (gt2d - inputs.center[:, None]) / (100 * inputs.scale[:, None, None])
         to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
-        consistency(got, to256(coco), to256(inputs.det_kp[..., :2]), to256(gt_crop), visible)
+        right = metrics.right_person(to256(inputs.det_kp[..., :2]), to256(gt_crop), visible,
+                                     EVAL_CROP)
+        consistency(got, to256(coco), to256(inputs.det_kp[..., :2]), to256(gt_crop), visible,
+                    right)
         distribution_scores(got, joints, metrics.coco17_of_smpl_mesh(
             gt_verts, evaluator.smpl_regressor, evaluator.vertex_ids), visible)
         for part, sel in ((got.spread_visible, visible), (got.spread_invisible, ~visible)):
@@ -185,8 +192,8 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
                 part.append((float(metrics.spread_3d(joints, sel)), int(sel.sum())))
         occluded = ~visible & (inputs.det_kp[..., 2] > cfg.losses.mmd_min_conf) & \
             (gt_crop.abs() <= 1).all(-1)
-        got.heatmap_w1.append(metrics.heatmap_wasserstein(
-            to256(coco[:, 1:]), to256(extras.hm_samples), occluded, w1_rng))
+        heatmap_distances(got, to256(coco[:, 1:]), to256(extras.hm_samples), to256(gt_crop),
+                          occluded, right, w1_rng)
         # beside the paper's: the ground truth's own score over the same joints, and the
         # model's over the joints whose ground truth is on the mask (hidden by a person)
         finite = torch.isfinite(gt_crop).all(-1)
@@ -215,12 +222,11 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
 
 
 def consistency(got: Collected, coco_px: torch.Tensor, det_px: torch.Tensor,
-                gt_px: torch.Tensor, visible: torch.Tensor) -> None:
+                gt_px: torch.Tensor, visible: torch.Tensor, right: torch.Tensor) -> None:
     """2DKP of one batch (docs/method.md §6): the mode, the samples and the detector on the
     visible joints of every crop, and the same three on the crops where the detector found the
-    right person (`metrics.right_person`). coco_px (B, H, 17, 2), det_px and gt_px (B, 17, 2),
-    all in 256-crop px; visible (B, 17) bool."""
-    right = metrics.right_person(det_px, gt_px, visible, EVAL_CROP)
+    right person (`right` (B,) bool, `metrics.right_person`). coco_px (B, H, 17, 2), det_px and
+    gt_px (B, 17, 2), all in 256-crop px; visible (B, 17) bool."""
     got.right_crops += int(right.sum())
     for name, points in (("mode", coco_px[:, :1]), ("samples", coco_px[:, 1:]),
                          ("detector", det_px[:, None])):
@@ -228,6 +234,21 @@ def consistency(got: Collected, coco_px: torch.Tensor, det_px: torch.Tensor,
                           (got.kp2d_right.setdefault(name, []), visible & right[:, None])):
             mean, count = metrics.keypoint_2d_error(points, gt_px, sel)
             part.append((float(mean), count))
+
+
+def heatmap_distances(got: Collected, samples_px: torch.Tensor, heatmap_px: torch.Tensor,
+                      gt_px: torch.Tensor, occluded: torch.Tensor, right: torch.Tensor,
+                      rng: np.random.Generator) -> None:
+    """The occluded joints' distance to the heatmap distribution (docs/method.md §6 "Heatmap
+    distribution") of one batch: W1 of the random hypotheses samples_px (B, N, 17, 2) to the
+    heatmap samples heatmap_px (B, 17, M, 2), whether the crop is a right-person one (`right`
+    (B,) bool), and the 2D coverage of the ground truth gt_px (B, 17, 2) by either set; occluded
+    (B, 17) bool selects the joints."""
+    got.heatmap_w1.append(metrics.heatmap_wasserstein(samples_px, heatmap_px, occluded, rng))
+    got.occluded_right.append(right[:, None].expand_as(occluded)[occluded].cpu())
+    covered = [metrics.ball_coverage(points, gt_px, CALIBRATION_Q)
+               for points in (samples_px.transpose(1, 2), heatmap_px)]  # 2 × (Q, B, 17)
+    got.occluded_covered_2d.append(torch.stack(covered).permute(2, 3, 0, 1)[occluded].cpu())
 
 
 def distribution_scores(got: Collected, hypotheses: torch.Tensor, gt_coco: torch.Tensor,

@@ -66,6 +66,7 @@ def summarize(got: Collected, hypotheses: int, curve_ns: list[int]) -> dict:
     w1 = torch.cat(got.heatmap_w1) if got.heatmap_w1 else torch.zeros(0)
     out["heatmap_w1_px"] = float(w1.mean()) if len(w1) else float("nan")
     out["heatmap_w1_joints"] = int(len(w1))
+    out.update(_occluded_right_person(got, w1))
     if got.pve_curve:
         curve = torch.cat(got.pve_curve)
         ns = [n for n in curve_ns if n <= curve.shape[1]]
@@ -81,6 +82,25 @@ def _kp2d(got: Collected) -> dict:
     return {"mode": _weighted(got.kp2d_mode), "samples": _weighted(got.kp2d_samples),
             "detector": _weighted(got.kp2d_detector),
             "right_person": {**right, "crops": got.right_crops}}
+
+
+def _occluded_right_person(got: Collected, w1: torch.Tensor) -> dict:
+    """W1 on the occluded joints of the right-person crops, and the 2D coverage of the occluded
+    joints' ground truth by the hypotheses and by the heatmap (fractions), all crops and the
+    right-person ones (docs/method.md §6 "Heatmap distribution")."""
+    if not got.occluded_right:
+        return {}
+    right = torch.cat(got.occluded_right)
+    covered = torch.cat(got.occluded_covered_2d).double()  # (K, 2, Q)
+
+    def coverage(sel: torch.Tensor) -> dict:
+        return {name: {f"q{q}": float(covered[sel, i, j].mean()) if sel.any() else float("nan")
+                       for j, q in enumerate(CALIBRATION_Q)}
+                for i, name in enumerate(("hypotheses", "heatmap"))}
+    return {"heatmap_w1_right_person_px": float(w1[right].mean()) if right.any() else float("nan"),
+            "heatmap_w1_right_person_joints": int(right.sum()),
+            "coverage_2d_occluded": {"all": coverage(torch.ones_like(right)),
+                                     "right_person": coverage(right)}}
 
 
 def _by_visibility(values: torch.Tensor, visible: torch.Tensor) -> dict:
@@ -151,7 +171,7 @@ def write_report(out_dir: Path, result: dict, protocol: str, dataset: str, check
               "samples of the occluded joints (detector confidence in (losses.mmd_min_conf, "
               "conventions.visible_conf], ground truth in the crop): "
               f"**{_fmt(result['heatmap_w1_px'])} px** (256-crop pixels, "
-              f"{result['heatmap_w1_joints']} joints).", ""]
+              f"{result['heatmap_w1_joints']} joints).", "", *_heatmap_coverage(result)]
     lines += _scores_section(result)
     if "pve_vs_n" in result:
         _plot_curve(out_dir / "pve_vs_n.png", result["pve_vs_n"], result["pve_vs_n_crops"])
@@ -198,6 +218,24 @@ def _table2(result: dict, paper: dict | None) -> list[str]:
         lines += ["", "The paper's numbers are shown only for a real test set evaluated with "
                   "profile=paper; they do not apply here."]
     return lines
+
+
+def _heatmap_coverage(result: dict) -> list[str]:
+    """report.md: W1 on the right-person crops and the 2D coverage of the occluded joints."""
+    if "coverage_2d_occluded" not in result:
+        return []
+    cov = result["coverage_2d_occluded"]
+    lines = [f"On the right-person crops: {_fmt(result['heatmap_w1_right_person_px'])} px "
+             f"({result['heatmap_w1_right_person_joints']} joints). Whether the heatmap is the "
+             "distribution to match: the share of these joints whose ground truth lies in the "
+             "central q % disc of the hypotheses and of the heatmap samples (2D; a calibrated "
+             "distribution gives q / 100).", "",
+             "| 2D coverage, occluded joints | crops | q50 | q90 |", "|---|---|---|---|"]
+    for crops, part in cov.items():
+        for name, values in part.items():
+            lines.append(f"| {name} | {crops.replace('_', '-')} | {values['q50']:.3f} | "
+                         f"{values['q90']:.3f} |")
+    return lines + [""]
 
 
 def _scores_section(result: dict) -> list[str]:

@@ -32,13 +32,15 @@ from train.posterior import Hypotheses
 from train.trainer import build_caches
 
 
-def run_parser(doc: str, crops: int, hypotheses: bool = True) -> ArgumentParser:
-    """The parser of a measurement of one run's latest checkpoint: `--run`, `--dataset`,
-    `--crops`, `--hypotheses` (unless told not to) and config overrides; `doc`'s first line
+def run_parser(doc: str, crops: int, hypotheses: bool = True,
+               dataset: bool = True) -> ArgumentParser:
+    """The parser of a measurement of one run's latest checkpoint: `--run`, `--dataset` and
+    `--hypotheses` (unless told not to), `--crops` and config overrides; `doc`'s first line
     describes it."""
     p = ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--run", required=True, help="run name under paths.runs")
-    p.add_argument("--dataset", default="synthetic-test")
+    if dataset:
+        p.add_argument("--dataset", default="synthetic-test")
     p.add_argument("--crops", type=int, default=crops)
     if hypotheses:
         p.add_argument("--hypotheses", type=int, default=100)

@@ -8,12 +8,18 @@ detector's heatmap samples (docs/method.md §4). This compares the two spreads d
 - `heatmap`: the same for the stored heatmap samples;
 - `truth_to_hypotheses` / `truth_to_heatmap`: distance of the ground truth to either mean
   (a distribution whose spread is far below its distance to the truth is overconfident);
-- `means_apart`: distance between the two means.
+- `means_apart`: distance between the two means;
+- `hypotheses_q50`, `hypotheses_q90`, `heatmap_q50`, `heatmap_q90`: 2D coverage, the share of
+  (crop, joint) pairs whose ground truth lies in the central q % disc of either set
+  (`eval.metrics.ball_coverage`, as the report's 3D calibration): q / 100 when calibrated.
 
 Joint classes: `visible` (detector confidence > `conventions.visible_conf`), `occluded` (between
 `losses.mmd_min_conf` and it, ground truth inside the crop: the joints of the report's W1),
 and the occluded ones split into the MMD's highly articulated joints (`occluded_articulated`,
 whose target may be heatmap samples) and the others (`occluded_other`, not penalised by it).
+`px256` counts every crop, `px256_right_person` only the crops where the detector found the right
+person (`eval.metrics.right_person`, as the report's right-person 2DKP): on the others the model
+follows the detector onto another body, which no width of its hypotheses is meant to cover.
 
 `python -m benchmarks.diagnosis.dispersion --run NAME [--dataset synthetic-test] [--crops 96]`
 """
@@ -28,18 +34,54 @@ from torch.utils.data import DataLoader
 
 from body.joints import COCO17_HIGHLY_ARTICULATED
 from core.cli import run_cli
+from eval import metrics
 from eval.examples import EVAL_CROP
 from train.inputs import to_device
 
 from .common import json_main, machine, run_on_crops, run_parser
 
-MEASURES = ("hypotheses", "heatmap", "truth_to_hypotheses", "truth_to_heatmap", "means_apart")
+MEASURES = ("hypotheses", "heatmap", "truth_to_hypotheses", "truth_to_heatmap", "means_apart",
+            "hypotheses_q50", "hypotheses_q90", "heatmap_q50", "heatmap_q90")
 CLASSES = ("visible", "occluded", "occluded_articulated", "occluded_other")
+COVERAGE_Q = (50, 90)
 
 
 def spread_px(points: torch.Tensor) -> torch.Tensor:
     """(B, 17) mean distance of points (B, P, 17, 2) to their mean over P."""
     return torch.linalg.vector_norm(points - points.mean(1, keepdim=True), dim=-1).mean(1)
+
+
+def measures(hyp: torch.Tensor, heat: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`MEASURES`, each (B, 17), of hypotheses (B, N, 17, 2), heatmap samples (B, M, 17, 2) and
+    the ground truth (B, 17, 2), all in one pixel frame."""
+    values = {"hypotheses": spread_px(hyp), "heatmap": spread_px(heat),
+              "truth_to_hypotheses": torch.linalg.vector_norm(gt - hyp.mean(1), dim=-1),
+              "truth_to_heatmap": torch.linalg.vector_norm(gt - heat.mean(1), dim=-1),
+              "means_apart": torch.linalg.vector_norm(hyp.mean(1) - heat.mean(1), dim=-1)}
+    for name, points in (("hypotheses", hyp), ("heatmap", heat)):
+        covered = metrics.ball_coverage(points.transpose(1, 2), gt, COVERAGE_Q).float()
+        values.update({f"{name}_q{q}": c for q, c in zip(COVERAGE_Q, covered)})
+    return values
+
+
+def accumulate(sums: dict, key: str, classes: dict[str, torch.Tensor],
+               values: dict[str, torch.Tensor]) -> None:
+    """Adds the finite `values` of each class (B, 17 bool) to sums[key, class, measure]."""
+    for c, sel in classes.items():
+        for m, v in values.items():
+            picked = v[sel & torch.isfinite(v)]
+            total = sums.setdefault((key, c, m), [0.0, 0])
+            total[0] += float(picked.sum())
+            total[1] += int(picked.numel())
+
+
+def averages(sums: dict, key: str) -> dict[str, dict]:
+    """Per class: its joint count and the mean of every measure (2 decimals, 3 for coverage)."""
+    def mean(c: str, m: str) -> float:
+        total, count = sums.get((key, c, m), (0.0, 0))
+        return round(total / max(count, 1), 3 if "_q" in m else 2)
+    return {c: {"joints": sums.get((key, c, "hypotheses"), (0, 0))[1],
+                **{m: mean(c, m) for m in MEASURES}} for c in CLASSES}
 
 
 def joint_classes(conf: torch.Tensor, gt_crop: torch.Tensor, visible_conf: float,
@@ -56,12 +98,13 @@ def joint_classes(conf: torch.Tensor, gt_crop: torch.Tensor, visible_conf: float
 
 
 def run(args: argparse.Namespace) -> dict:
-    cfg, ckpt, model, evaluator, crops, labels = run_on_crops(args)
+    cfg, ckpt, model, evaluator, picks, labels = run_on_crops(args)
     generator = torch.Generator().manual_seed(0)
-    sums = {(c, m): [0.0, 0] for c in CLASSES for m in MEASURES}
+    sums: dict = {}
+    right_crops = 0
     to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
     with torch.no_grad():
-        for batch in DataLoader(crops, batch_size=8, shuffle=False):
+        for batch in DataLoader(picks, batch_size=8, shuffle=False):
             inputs, extras = to_device(batch, torch.device("cpu"))
             out = model(inputs).hypotheses(args.hypotheses - 1, generator)
             _, coco = evaluator.coco_crop(evaluator.smpl_vertices(out.pose6d, out.betas),
@@ -71,24 +114,19 @@ def run(args: argparse.Namespace) -> dict:
             hyp = to256(coco[:, 1:])  # the random hypotheses, (B, N, 17, 2)
             heat = to256(extras.hm_samples).transpose(1, 2)  # (B, M, 17, 2)
             gt = to256(gt_crop)
-            values = {"hypotheses": spread_px(hyp), "heatmap": spread_px(heat),
-                      "truth_to_hypotheses": torch.linalg.vector_norm(gt - hyp.mean(1), dim=-1),
-                      "truth_to_heatmap": torch.linalg.vector_norm(gt - heat.mean(1), dim=-1),
-                      "means_apart": torch.linalg.vector_norm(hyp.mean(1) - heat.mean(1),
-                                                              dim=-1)}
+            values = measures(hyp, heat, gt)
             classes = joint_classes(inputs.det_kp[..., 2], gt_crop, cfg.conventions.visible_conf,
                                     cfg.losses.mmd_min_conf)
-            for c, sel in classes.items():
-                for m, v in values.items():
-                    picked = v[sel & torch.isfinite(v)]
-                    sums[c, m][0] += float(picked.sum())
-                    sums[c, m][1] += int(picked.numel())
-    result = {c: {"joints": sums[c, "hypotheses"][1],
-                  **{m: round(sums[c, m][0] / max(sums[c, m][1], 1), 2) for m in MEASURES}}
-              for c in CLASSES}
+            right = metrics.right_person(to256(inputs.det_kp[..., :2]), gt, classes["visible"],
+                                         EVAL_CROP)
+            right_crops += int(right.sum())
+            accumulate(sums, "all", classes, values)
+            accumulate(sums, "right_person", {c: sel & right[:, None]
+                                              for c, sel in classes.items()}, values)
     return {"run": args.run, "checkpoint": str(ckpt), "dataset": args.dataset,
-            "crops": len(crops), "hypotheses": args.hypotheses, "px256": result,
-            "machine": machine()}
+            "crops": len(picks), "right_person_crops": right_crops,
+            "hypotheses": args.hypotheses, "px256": averages(sums, "all"),
+            "px256_right_person": averages(sums, "right_person"), "machine": machine()}
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:

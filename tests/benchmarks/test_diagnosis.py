@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from benchmarks.diagnosis import (backbone_heading, dispersion, heading, lift, mode2d,
-                                  overfit, pose_budget, profile_step, projection, spread)
+from benchmarks.diagnosis import (backbone_heading, dispersion, head_share, heading, lift,
+                                  mode2d, overfit, pose_budget, profile_step, projection, spread)
 from benchmarks.diagnosis.common import translation_to_camera
 from body.cameras import weak_perspective_to_translation
 from train.inputs import ModelInput
@@ -150,6 +150,23 @@ def test_dispersion_runs_on_a_trained_model(small, tmp_path):
     assert visible["joints"] > 0
     _finite([visible[m] for m in dispersion.MEASURES])
     assert visible["hypotheses"] > 0 and visible["heatmap"] > 0
+
+
+def test_head_share_reprojects_with_the_labels_head_and_checks_it_on_the_labels_pose(
+        small, tmp_path):
+    tiny = _tiny_run(small, tmp_path)
+    result = head_share.run(head_share.parse(["--run", "tiny", "--crops", "4",
+                                              "--hypotheses", "5", *tiny]))
+    assert result["labels_pose_px"] < 0.05  # the labels' pose through the `labels` path
+    own, labels = result["px256"]["own"], result["px256"]["labels"]
+    for c in ("visible", "occluded"):
+        assert own[c]["joints"] == labels[c]["joints"]
+        assert own[c]["heatmap"] == labels[c]["heatmap"]  # the heatmap does not see the head
+    assert own["visible"]["joints"] > 0
+    _finite([own["visible"][m] for m in dispersion.MEASURES]
+            + [labels["visible"][m] for m in dispersion.MEASURES])
+    # an untrained head's shape and camera differ from the labels': the two projections differ
+    assert own["visible"]["truth_to_hypotheses"] != labels["visible"]["truth_to_hypotheses"]
 
 
 def test_heading_errors_count_a_body_turned_about_the_vertical_as_wrong_way():

@@ -8,8 +8,9 @@ import torch
 
 from eval.metrics import (COCO17_HIPS, ball_coverage, center_on_mid_hip, energy_score,
                           right_person)
-from eval.protocol import CALIBRATION_Q, Collected, consistency, distribution_scores
-from eval.report import _weighted, summarize
+from eval.protocol import (CALIBRATION_Q, Collected, consistency, distribution_scores,
+                           heatmap_distances)
+from eval.report import _occluded_right_person, _weighted, summarize
 
 # ---------------------------------------------------------------- energy score
 
@@ -128,7 +129,7 @@ def test_consistency_pools_the_detector_and_the_right_person_crops():
     visible = torch.ones(2, 17, dtype=torch.bool)
     visible[0, 10:] = False  # 10 visible joints in crop 0, 17 in crop 1
     got = Collected()
-    consistency(got, coco, det, gt, visible)
+    consistency(got, coco, det, gt, visible, right_person(det, gt, visible, 256))
     assert got.right_crops == 1
     (mean, count), = got.kp2d_detector
     assert count == 27 and mean == pytest.approx(math.sqrt(2) * (10 * 3 + 17 * 40) / 27)
@@ -136,6 +137,39 @@ def test_consistency_pools_the_detector_and_the_right_person_crops():
     assert got.kp2d_right["mode"] == [(pytest.approx(4 * math.sqrt(2)), 10)]
     assert got.kp2d_right["samples"] == [(0.0, 20)]
     assert got.kp2d_mode == [(pytest.approx(4 * math.sqrt(2)), 27)]
+
+
+def test_heatmap_distances_split_w1_and_the_2d_coverage_by_crop_and_set():
+    """Two crops, the second a wrong-person one; joints 3 and 5 occluded in crop 0, joint 5 in
+    crop 1. The hypotheses sit on the truth (covered), the heatmap samples 10 px beside it
+    (not covered, W1 10 px); in crop 1 the hypotheses follow another body 30 px off."""
+    rng = np.random.default_rng(0)
+    ring = torch.from_numpy(rng.normal(size=(20, 2)))  # a cloud around 0, spread ≈ 1 px
+    gt = torch.zeros(2, 17, 2, dtype=torch.float64)
+    hyp = ring[None, :, None].expand(2, 20, 17, 2).clone()
+    hyp[1] += 30.0
+    heat = (ring[None, None] + torch.tensor([10.0, 0.0], dtype=torch.float64)).expand(
+        2, 17, 20, 2).clone()
+    heat = torch.cat([heat, heat], 2)  # M = 40 ≥ N = 20
+    occluded = torch.zeros(2, 17, dtype=torch.bool)
+    occluded[0, [3, 5]] = True
+    occluded[1, 5] = True
+    got = Collected()
+    heatmap_distances(got, hyp, heat, gt, occluded, torch.tensor([True, False]),
+                      np.random.default_rng(1))
+    w1 = torch.cat(got.heatmap_w1)
+    assert torch.cat(got.occluded_right).tolist() == [True, True, False]
+    assert w1[:2].tolist() == pytest.approx([10.0, 10.0], abs=0.5)  # a shift of the same cloud
+    covered = torch.cat(got.occluded_covered_2d)  # (3, set, Q)
+    assert covered.shape == (3, 2, len(CALIBRATION_Q))
+    assert covered[:2, 0].all() and not covered[:, 1].any() and not covered[2].any()
+    out = _occluded_right_person(got, w1)
+    assert out["heatmap_w1_right_person_joints"] == 2
+    assert out["heatmap_w1_right_person_px"] == pytest.approx(float(w1[:2].mean()))
+    right, every = out["coverage_2d_occluded"]["right_person"], out["coverage_2d_occluded"]["all"]
+    assert right["hypotheses"] == {"q50": 1.0, "q90": 1.0}
+    assert every["hypotheses"]["q90"] == pytest.approx(2 / 3)
+    assert right["heatmap"] == every["heatmap"] == {"q50": 0.0, "q90": 0.0}
 
 
 # ---------------------------------------------------------------- protocol and report
