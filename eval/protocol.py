@@ -50,8 +50,10 @@ class Collected:
     percin_gt: list[tuple[float, float, int]] = field(default_factory=list)
     percin_gt_on_mask: list[tuple[float, float, int]] = field(default_factory=list)
     heatmap_w1: list[torch.Tensor] = field(default_factory=list)  # (K,) px, occluded joints
-    # per occluded joint of `heatmap_w1`: its crop is a right-person crop (K,) bool, and the
-    # ground truth in the hypotheses' / the heatmap's central q % disc (K, 2, Q) bool
+    # per occluded joint of `heatmap_w1`: W1 of an exact model (every hypothesis on the truth)
+    # (K,) px, its crop is a right-person crop (K,) bool, and the ground truth in the
+    # hypotheses' / the heatmap's central q % disc (K, 2, Q) bool
+    heatmap_w1_exact: list[torch.Tensor] = field(default_factory=list)
     occluded_right: list[torch.Tensor] = field(default_factory=list)
     occluded_covered_2d: list[torch.Tensor] = field(default_factory=list)
     pve_curve: list[torch.Tensor] = field(default_factory=list)  # (B', N_curve)
@@ -242,9 +244,12 @@ def heatmap_distances(got: Collected, samples_px: torch.Tensor, heatmap_px: torc
     """The occluded joints' distance to the heatmap distribution (docs/method.md §6 "Heatmap
     distribution") of one batch: W1 of the random hypotheses samples_px (B, N, 17, 2) to the
     heatmap samples heatmap_px (B, 17, M, 2), whether the crop is a right-person one (`right`
-    (B,) bool), and the 2D coverage of the ground truth gt_px (B, 17, 2) by either set; occluded
-    (B, 17) bool selects the joints."""
+    (B,) bool), the W1 an exact model would score (all its hypotheses on the ground truth gt_px
+    (B, 17, 2): the heatmap samples' mean distance to it) and the 2D coverage of the ground truth
+    by either set; occluded (B, 17) bool selects the joints."""
     got.heatmap_w1.append(metrics.heatmap_wasserstein(samples_px, heatmap_px, occluded, rng))
+    exact = torch.linalg.vector_norm(heatmap_px - gt_px[:, :, None], dim=-1).mean(-1)
+    got.heatmap_w1_exact.append(exact[occluded].double().cpu())
     got.occluded_right.append(right[:, None].expand_as(occluded)[occluded].cpu())
     covered = [metrics.ball_coverage(points, gt_px, CALIBRATION_Q)
                for points in (samples_px.transpose(1, 2), heatmap_px)]  # 2 × (Q, B, 17)

@@ -85,20 +85,26 @@ def _kp2d(got: Collected) -> dict:
 
 
 def _occluded_right_person(got: Collected, w1: torch.Tensor) -> dict:
-    """W1 on the occluded joints of the right-person crops, and the 2D coverage of the occluded
-    joints' ground truth by the hypotheses and by the heatmap (fractions), all crops and the
-    right-person ones (docs/method.md §6 "Heatmap distribution")."""
+    """W1 on the occluded joints of the right-person crops, the W1 of an exact model over all
+    and over those crops, and the 2D coverage of the occluded joints' ground truth by the
+    hypotheses and by the heatmap (fractions), all crops and the right-person ones
+    (docs/method.md §6 "Heatmap distribution")."""
     if not got.occluded_right:
         return {}
     right = torch.cat(got.occluded_right)
+    exact = torch.cat(got.heatmap_w1_exact)
+
+    def mean(values: torch.Tensor) -> float:
+        return float(values.mean()) if len(values) else float("nan")
     covered = torch.cat(got.occluded_covered_2d).double()  # (K, 2, Q)
 
     def coverage(sel: torch.Tensor) -> dict:
         return {name: {f"q{q}": float(covered[sel, i, j].mean()) if sel.any() else float("nan")
                        for j, q in enumerate(CALIBRATION_Q)}
                 for i, name in enumerate(("hypotheses", "heatmap"))}
-    return {"heatmap_w1_right_person_px": float(w1[right].mean()) if right.any() else float("nan"),
+    return {"heatmap_w1_right_person_px": mean(w1[right]),
             "heatmap_w1_right_person_joints": int(right.sum()),
+            "heatmap_w1_exact_model_px": {"all": mean(exact), "right_person": mean(exact[right])},
             "coverage_2d_occluded": {"all": coverage(torch.ones_like(right)),
                                      "right_person": coverage(right)}}
 
@@ -225,9 +231,12 @@ def _heatmap_coverage(result: dict) -> list[str]:
     if "coverage_2d_occluded" not in result:
         return []
     cov = result["coverage_2d_occluded"]
+    exact = result["heatmap_w1_exact_model_px"]
     lines = [f"On the right-person crops: {_fmt(result['heatmap_w1_right_person_px'])} px "
-             f"({result['heatmap_w1_right_person_joints']} joints). Whether the heatmap is the "
-             "distribution to match: the share of these joints whose ground truth lies in the "
+             f"({result['heatmap_w1_right_person_joints']} joints). An exact model, every "
+             f"hypothesis on the ground truth, would score {_fmt(exact['all'])} px "
+             f"({_fmt(exact['right_person'])} on the right-person crops). Whether the heatmap is "
+             "the distribution to match: the share of these joints whose ground truth lies in the "
              "central q % disc of the hypotheses and of the heatmap samples (2D; a calibrated "
              "distribution gives q / 100).", "",
              "| 2D coverage, occluded joints | crops | q50 | q90 |", "|---|---|---|---|"]

@@ -163,7 +163,13 @@ def test_heatmap_distances_split_w1_and_the_2d_coverage_by_crop_and_set():
     covered = torch.cat(got.occluded_covered_2d)  # (3, set, Q)
     assert covered.shape == (3, 2, len(CALIBRATION_Q))
     assert covered[:2, 0].all() and not covered[:, 1].any() and not covered[2].any()
+    # an exact model: the heatmap samples' mean distance to the truth (the cloud shifted 10 px)
+    exact = torch.cat(got.heatmap_w1_exact)
+    expected = float((ring + torch.tensor([10.0, 0.0], dtype=torch.float64)).norm(dim=-1).mean())
+    assert exact.tolist() == pytest.approx([expected] * 3)
     out = _occluded_right_person(got, w1)
+    assert out["heatmap_w1_exact_model_px"] == pytest.approx({"all": expected,
+                                                             "right_person": expected})
     assert out["heatmap_w1_right_person_joints"] == 2
     assert out["heatmap_w1_right_person_px"] == pytest.approx(float(w1[:2].mean()))
     right, every = out["coverage_2d_occluded"]["right_person"], out["coverage_2d_occluded"]["all"]
