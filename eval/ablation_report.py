@@ -47,6 +47,11 @@ DISTRIBUTION_COLUMNS = (("W1 to heatmaps (px)", "heatmap_w1_px"),
                         ("ES vis (mm)", "energy_score_mm.visible"),
                         ("ES invis (mm)", "energy_score_mm.invisible"),
                         *((f"cal. q{q} invis (%)", _percent("calibration", f"q{q}", "invisible"))
+                          for q in (50, 90)),
+                        # 2D, occluded joints of the right-person crops (docs/method.md §6)
+                        *((f"2D cal. q{q} occl. (%)", _percent("coverage_2d_occluded",
+                                                               "right_person", "hypotheses",
+                                                               f"q{q}"))
                           for q in (50, 90)))
 DIGITS = {"mindist_px": 2}
 RUN_KEY = re.compile(r"^(?P<variant>.+)-s(?P<seed>\d+)$")

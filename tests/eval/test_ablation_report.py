@@ -15,6 +15,7 @@ def _metrics(pve: float, percin: float, energy: bool) -> dict:
         m["energy_score_mm"] = {"visible": 20.0, "invisible": 30.0}
         # shares in [0, 1], as eval/report.py writes them; the report shows per cent
         m["calibration"] = {"q50": {"invisible": 0.48}, "q90": {"invisible": 0.88}}
+        m["coverage_2d_occluded"] = {"right_person": {"hypotheses": {"q50": 0.45, "q90": 0.8}}}
     return m
 
 
@@ -34,10 +35,11 @@ def test_report_with_seeds_and_a_missing_key(tmp_path):
     assert mask_row.split(" | ")[3] == "72.0 ± 2.0"  # best-of-N PVE over seeds 70, 72, 74
     assert "| + L_MMD (n = 2) |" in table3 and "(n = 2, 3 seeds)" in table3.split("\n")[0]
     [dist_mask] = [r for r in dist.splitlines() if r.startswith("| + L_mask")]
-    assert "| 92.0 ± 2.0 |" in dist_mask and dist_mask.endswith("— | — | — | — |")  # ES, cal.
+    assert "| 92.0 ± 2.0 |" in dist_mask and dist_mask.endswith("— | — | — | — | — | — |")
     [dist_mmd] = [r for r in dist.splitlines() if r.startswith("| + L_MMD")]
     assert "| 81.0 ± 1.4 |" in dist_mmd  # PercIn 80, 82
-    assert dist_mmd.endswith("| 20.0 | 30.0 | 48.0 | 88.0 |")  # one seed has them: no sd
+    # ES, 3D and 2D calibration: one seed has them, so no sd
+    assert dist_mmd.endswith("| 20.0 | 30.0 | 48.0 | 88.0 | 45.0 | 80.0 |")
     checks = json.loads((tmp_path / "results.json").read_text())["directions"]
     by = {(c["claim"], c["metric"]): c for c in checks}
     percin = by[("the mask loss raises PercIn", "PercIn (%)")]

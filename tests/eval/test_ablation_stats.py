@@ -3,8 +3,9 @@ import math
 
 import pytest
 
-from eval.ablation_stats import (Direction, Summary, check_directions, over_seeds,
-                                 spread_ratio, standard_error, summarize, value, verdict)
+from eval.ablation_stats import (Direction, Summary, check_directions, coverage_gap_2d,
+                                 over_seeds, spread_ratio, standard_error, summarize, value,
+                                 verdict)
 
 
 def test_mean_and_sample_sd_by_hand():
@@ -88,3 +89,17 @@ def test_directions_are_checked_only_where_both_variants_ran():
     assert "the mask loss raises PercIn" in claims and "the bbox condition helps" not in claims
     es = [c for c in checks if c["metric"].startswith("energy score")]
     assert not es  # mmd's rivals for the energy score were not run
+
+
+def test_coverage_gap_2d_judges_both_sides_of_calibration_and_skips_old_results():
+    def m(q50: float) -> dict:
+        return {"coverage_2d_occluded": {"right_person": {"hypotheses": {"q50": q50}}}}
+    assert coverage_gap_2d(m(0.25)) == pytest.approx(0.25)
+    assert coverage_gap_2d(m(0.75)) == pytest.approx(0.25)  # over-dispersed counts as much
+    assert value({}, coverage_gap_2d) is None  # an evaluation before the field
+    # MMD near 0.5 against an overconfident NLL-only run: the claim holds
+    results = {"mmd": {0: m(0.50), 1: m(0.55), 2: m(0.48)},
+               "unsupervised": {0: m(0.25), 1: m(0.28), 2: m(0.22)}}
+    [row] = [r for r in check_directions(results)
+             if r["metric"].startswith("|2D coverage") and r["b"] == "unsupervised"]
+    assert row["verdict"] == "holds"
