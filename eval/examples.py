@@ -19,6 +19,11 @@ from train.inputs import ModelInput, model_input, samples_to_crop
 EVAL_CROP = 256  # 2D metrics are in the pixels of a 256 crop (docs/method.md §6)
 
 
+def to_eval_px(points: torch.Tensor) -> torch.Tensor:
+    """Crop-normalised points ([−1, 1]², any leading shape) → pixels of the `EVAL_CROP` crop."""
+    return (points + 1) * EVAL_CROP / 2
+
+
 def crop_from_context(context: np.ndarray, to_context: np.ndarray, center: np.ndarray,
                       scale: np.floating, crop_size: int) -> np.ndarray:
     """The (S, S, 3) uint8 model crop of a box (center, scale) from its context crop (C, C, ≥3)

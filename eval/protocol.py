@@ -22,7 +22,7 @@ from train.inputs import ModelInput, to_device
 from train.model import NUM_BETAS, ProbabilisticHMR
 
 from . import metrics
-from .examples import EVAL_CROP, TestExamples
+from .examples import EVAL_CROP, TestExamples, to_eval_px
 
 CALIBRATION_Q = (50, 90)  # % central regions of the calibration (docs/method.md §6 "Scores")
 
@@ -182,11 +182,9 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
         visible = inputs.det_kp[..., 2] > visible_conf
         gt2d = torch.as_tensor(labels.kp2d_coco[rows], device=evaluator.device)
         gt_crop = (gt2d - inputs.center[:, None]) / (100 * inputs.scale[:, None, None])
-        to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
-        right = metrics.right_person(to256(inputs.det_kp[..., :2]), to256(gt_crop), visible,
-                                     EVAL_CROP)
-        consistency(got, to256(coco), to256(inputs.det_kp[..., :2]), to256(gt_crop), visible,
-                    right)
+        det_px, gt_px = to_eval_px(inputs.det_kp[..., :2]), to_eval_px(gt_crop)
+        right = metrics.right_person(det_px, gt_px, visible, EVAL_CROP)
+        consistency(got, to_eval_px(coco), det_px, gt_px, visible, right)
         distribution_scores(got, joints, metrics.coco17_of_smpl_mesh(
             gt_verts, evaluator.smpl_regressor, evaluator.vertex_ids), visible)
         for part, sel in ((got.spread_visible, visible), (got.spread_invisible, ~visible)):
@@ -194,16 +192,16 @@ def evaluate(evaluator: Evaluator, store_path: Path, hypotheses: int, seed: int,
                 part.append((float(metrics.spread_3d(joints, sel)), int(sel.sum())))
         occluded = ~visible & (inputs.det_kp[..., 2] > cfg.losses.mmd_min_conf) & \
             (gt_crop.abs() <= 1).all(-1)
-        heatmap_distances(got, to256(coco[:, 1:]), to256(extras.hm_samples), to256(gt_crop),
+        heatmap_distances(got, to_eval_px(coco[:, 1:]), to_eval_px(extras.hm_samples), gt_px,
                           occluded, right, w1_rng)
         # beside the paper's: the ground truth's own score over the same joints, and the
         # model's over the joints whose ground truth is on the mask (hidden by a person)
         finite = torch.isfinite(gt_crop).all(-1)
-        gt_on_mask = on_mask(to256(gt_crop), extras.mask256, cfg.conventions.inside_mask_px)
+        gt_on_mask = on_mask(gt_px, extras.mask256, cfg.conventions.inside_mask_px)
         for points, known, part in ((coco, None, got.percin),
                                     (gt_crop[:, None], finite, got.percin_gt),
                                     (coco, gt_on_mask, got.percin_gt_on_mask)):
-            pin, mind, count = plausibility(to256(points), extras.mask256, extras.has_mask,
+            pin, mind, count = plausibility(to_eval_px(points), extras.mask256, extras.has_mask,
                                             visible, cfg.eval.mask_min_invisible,
                                             cfg.conventions.inside_mask_px, known)
             if count:

@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader
 from body.joints import COCO17_HIGHLY_ARTICULATED
 from core.cli import run_cli
 from eval import metrics
-from eval.examples import EVAL_CROP
+from eval.examples import EVAL_CROP, to_eval_px
+from eval.protocol import CALIBRATION_Q
 from train.inputs import to_device
 
 from .common import json_main, machine, run_on_crops, run_parser
@@ -43,7 +44,6 @@ from .common import json_main, machine, run_on_crops, run_parser
 MEASURES = ("hypotheses", "heatmap", "truth_to_hypotheses", "truth_to_heatmap", "means_apart",
             "hypotheses_q50", "hypotheses_q90", "heatmap_q50", "heatmap_q90")
 CLASSES = ("visible", "occluded", "occluded_articulated", "occluded_other")
-COVERAGE_Q = (50, 90)
 
 
 def spread_px(points: torch.Tensor) -> torch.Tensor:
@@ -59,8 +59,8 @@ def measures(hyp: torch.Tensor, heat: torch.Tensor, gt: torch.Tensor) -> dict[st
               "truth_to_heatmap": torch.linalg.vector_norm(gt - heat.mean(1), dim=-1),
               "means_apart": torch.linalg.vector_norm(hyp.mean(1) - heat.mean(1), dim=-1)}
     for name, points in (("hypotheses", hyp), ("heatmap", heat)):
-        covered = metrics.ball_coverage(points.transpose(1, 2), gt, COVERAGE_Q).float()
-        values.update({f"{name}_q{q}": c for q, c in zip(COVERAGE_Q, covered)})
+        covered = metrics.ball_coverage(points.transpose(1, 2), gt, CALIBRATION_Q).float()
+        values.update({f"{name}_q{q}": c for q, c in zip(CALIBRATION_Q, covered)})
     return values
 
 
@@ -102,7 +102,6 @@ def run(args: argparse.Namespace) -> dict:
     generator = torch.Generator().manual_seed(0)
     sums: dict = {}
     right_crops = 0
-    to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
     with torch.no_grad():
         for batch in DataLoader(picks, batch_size=8, shuffle=False):
             inputs, extras = to_device(batch, torch.device("cpu"))
@@ -111,13 +110,13 @@ def run(args: argparse.Namespace) -> dict:
                                           out.transl, inputs)
             gt2d = torch.as_tensor(labels.kp2d_coco[extras.row.numpy()], dtype=coco.dtype)
             gt_crop = (gt2d - inputs.center[:, None]) / (100 * inputs.scale[:, None, None])
-            hyp = to256(coco[:, 1:])  # the random hypotheses, (B, N, 17, 2)
-            heat = to256(extras.hm_samples).transpose(1, 2)  # (B, M, 17, 2)
-            gt = to256(gt_crop)
+            hyp = to_eval_px(coco[:, 1:])  # the random hypotheses, (B, N, 17, 2)
+            heat = to_eval_px(extras.hm_samples).transpose(1, 2)  # (B, M, 17, 2)
+            gt = to_eval_px(gt_crop)
             values = measures(hyp, heat, gt)
             classes = joint_classes(inputs.det_kp[..., 2], gt_crop, cfg.conventions.visible_conf,
                                     cfg.losses.mmd_min_conf)
-            right = metrics.right_person(to256(inputs.det_kp[..., :2]), gt, classes["visible"],
+            right = metrics.right_person(to_eval_px(inputs.det_kp[..., :2]), gt, classes["visible"],
                                          EVAL_CROP)
             right_crops += int(right.sum())
             accumulate(sums, "all", classes, values)

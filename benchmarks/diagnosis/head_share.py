@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from core.cli import run_cli
-from eval.examples import EVAL_CROP
+from eval.examples import to_eval_px
 from eval.protocol import Evaluator
 from train.checkpoint import latest_checkpoint, run_dir
 from train.model import load_model
@@ -45,7 +45,6 @@ def run(args: argparse.Namespace) -> dict:
     plain = examples(cfg, augment=False)
     pick = torch.randperm(len(plain), generator=torch.Generator().manual_seed(0))[:args.crops]
     generator = torch.Generator().manual_seed(0)
-    to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
     sums: dict = {}
     labels_pose = []
     with torch.no_grad():
@@ -61,12 +60,12 @@ def run(args: argparse.Namespace) -> dict:
                              out.pose6d[:, 1:], out.betas), out.transl, inputs)[1]}
             truth = model.project(targets.gt_pose6d[:, None], targets.gt_betas, cam, inputs)
             labels_pose.append(crop_px((truth.coco2d[:, 0] - targets.gt_coco).norm(dim=-1)))
-            gt = to256(targets.gt_coco)
-            heat = to256(targets.hm_samples).transpose(1, 2)  # (B, M, 17, 2)
+            gt = to_eval_px(targets.gt_coco)
+            heat = to_eval_px(targets.hm_samples).transpose(1, 2)  # (B, M, 17, 2)
             classes = joint_classes(inputs.det_kp[..., 2], targets.gt_coco,
                                     cfg.conventions.visible_conf, cfg.losses.mmd_min_conf)
             for head, points in projected.items():
-                accumulate(sums, head, classes, measures(to256(points), heat, gt))
+                accumulate(sums, head, classes, measures(to_eval_px(points), heat, gt))
     result = {h: averages(sums, h) for h in HEADS}
     return {"run": args.run, "checkpoint": str(ckpt), "crops": len(pick),
             "hypotheses": args.hypotheses, "labels_pose_px": round(float(

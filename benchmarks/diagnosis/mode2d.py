@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from body.cameras import crop_normalize
 from core.cli import run_cli
 from eval import metrics
-from eval.examples import EVAL_CROP
+from eval.examples import EVAL_CROP, to_eval_px
 from eval.protocol import project_to_crop
 from train.inputs import to_device
 
@@ -56,7 +56,6 @@ def run(args: argparse.Namespace) -> dict:
         total[0] += float(err.sum())
         total[1] += int(sel.sum())
 
-    to256 = lambda p: (p + 1) * EVAL_CROP / 2  # noqa: E731
     with torch.no_grad():
         for batch in DataLoader(crops, batch_size=8, shuffle=False):
             inputs, extras = to_device(batch, torch.device("cpu"))
@@ -66,12 +65,12 @@ def run(args: argparse.Namespace) -> dict:
             verts = evaluator.smpl_vertices(mode.pose6d, mode.betas)
             _, coco = evaluator.coco_crop(verts, mode.transl, inputs)
             gt2d = torch.as_tensor(labels.kp2d_coco[rows])
-            gt = to256(crop_normalize(gt2d, inputs.center, inputs.scale))
-            det = to256(inputs.det_kp[..., :2])
+            gt = to_eval_px(crop_normalize(gt2d, inputs.center, inputs.scale))
+            det = to_eval_px(inputs.det_kp[..., :2])
             visible = inputs.det_kp[..., 2] > cfg.conventions.visible_conf
             right = metrics.right_person(det, gt, visible, EVAL_CROP)
             sel = visible & right[:, None]
-            pred = to256(coco[:, 0])
+            pred = to_eval_px(coco[:, 0])
             add("mode", pred, gt, sel)
             add("mode_similarity", similarity_fit(pred, gt, sel), gt, sel)
             add("detector", det, gt, sel)
@@ -80,7 +79,7 @@ def run(args: argparse.Namespace) -> dict:
                 joints = metrics.coco17_of_smpl_mesh(gt_verts, evaluator.smpl_regressor,
                                                      evaluator.vertex_ids)
                 zero = torch.zeros(len(rows), 3)
-                add("gt_body", to256(project_to_crop(joints[:, None], zero, inputs)[:, 0]), gt,
+                add("gt_body", to_eval_px(project_to_crop(joints[:, None], zero, inputs)[:, 0]), gt,
                     sel)
     return {"run": args.run, "checkpoint": str(ckpt), "dataset": args.dataset,
             "crops": len(crops), "joints": sums["mode"][1],
